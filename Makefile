@@ -1,0 +1,40 @@
+# Two commands do all the set-up: `make run` serves Courier, `make test` checks it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest bench venv broker-installed clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+broker-installed:
+	@scripts/ensure-mosquitto.sh
+
+run: venv broker-installed
+	$(BIN)/python scripts/start-broker.py
+	$(BIN)/courier serve
+
+test: venv broker-installed lint typecheck pytest
+
+lint: venv
+	$(BIN)/ruff check courier tests benchmarks scripts
+	$(BIN)/ruff format --check courier tests benchmarks scripts
+
+typecheck: venv
+	$(BIN)/mypy courier tests benchmarks scripts
+
+pytest: venv broker-installed
+	$(BIN)/pytest -q
+
+bench: venv broker-installed
+	$(BIN)/courier bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run

@@ -1,0 +1,5 @@
+"""`python -m courier` is the `courier` command."""
+
+from courier.cli import main
+
+main()

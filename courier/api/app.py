@@ -1,0 +1,38 @@
+"""The FastAPI application: routes, error shapes, guards."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from courier import __version__
+from courier.api import problems
+from courier.api.limits import BodyLimit, RateLimiter
+from courier.api.routes import apikeys, commands, devices, executions, health
+from courier.bridge import Bridge
+from courier.metrics import Metrics
+from courier.service import Service
+
+DESCRIPTION = """Courier delivers commands to devices over MQTT and never loses one.
+
+Authenticate with `Authorization: Bearer <api key>` (`courier apikey create`). Errors are
+`application/problem+json`. Lists are paginated with `limit` and `offset`."""
+
+
+def create_app(
+    service: Service,
+    metrics: Metrics,
+    bridge: Bridge | None = None,
+    max_body: int = 256 * 1024,
+    rate_limit: float = 100.0,
+    rate_burst: int = 200,
+) -> FastAPI:
+    app = FastAPI(title="Courier", version=__version__, description=DESCRIPTION)
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.bridge = bridge
+    app.state.rate_limiter = RateLimiter(rate_limit, rate_burst)
+    problems.install(app)
+    for module in (health, devices, commands, executions, apikeys):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    return app

@@ -1,0 +1,1 @@
+"""Route modules of the native /v1 API."""

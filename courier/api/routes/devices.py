@@ -1,0 +1,141 @@
+"""Device registry, a device's command history, and the polling inbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from courier.api.auth import actor, scope
+from courier.api.convert import device_out, execution_out, page_out
+from courier.api.routes.common import Limit, Offset, csv_states, device_path, timestamp
+from courier.clock import isoformat
+from courier.core.records import ApiKey
+from courier.schemas.api import (
+    Credentials,
+    DeviceCreated,
+    DeviceIn,
+    DeviceOut,
+    DevicePatch,
+    ExecutionOut,
+    PageOut,
+)
+from courier.schemas.mqtt import CommandEnvelope
+from courier.store import DeviceFilter, ExecutionFilter
+
+router = APIRouter(prefix="/v1/tenants/{tenant}/devices", tags=["devices"])
+
+
+@router.post("", status_code=201, response_model=DeviceCreated)
+async def register_device(
+    tenant: str, body: DeviceIn, request: Request, key: ApiKey = Depends(scope("admin"))
+) -> DeviceCreated:
+    """Register a device. The answer carries its MQTT password, shown only this once."""
+    device, password = await request.app.state.service.register_device(tenant, body)
+    out = device_out(device)
+    return DeviceCreated(
+        **out.model_dump(), credentials=Credentials(username=device.id, password=password)
+    )
+
+
+@router.get("", response_model=PageOut[DeviceOut])
+async def list_devices(
+    tenant: str,
+    request: Request,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    online: bool | None = None,
+    kind: str | None = None,
+    key: ApiKey = Depends(scope("read")),
+) -> PageOut[DeviceOut]:
+    page = await request.app.state.service.store.list_devices(
+        tenant, DeviceFilter(online=online, kind=kind), limit, offset
+    )
+    return page_out(request, page, limit, offset, device_out)
+
+
+@router.get("/{device_id}", response_model=DeviceOut)
+async def get_device(
+    tenant: str, device_id: str, request: Request, key: ApiKey = Depends(scope("read"))
+) -> DeviceOut:
+    device = await request.app.state.service.store.get_device(tenant, device_path(device_id))
+    return device_out(device)
+
+
+@router.patch("/{device_id}", response_model=DeviceOut)
+async def update_device(
+    tenant: str,
+    device_id: str,
+    body: DevicePatch,
+    request: Request,
+    key: ApiKey = Depends(scope("admin")),
+) -> DeviceOut:
+    service = request.app.state.service
+    fields: dict[str, Any] = body.model_dump(exclude_unset=True)
+    device = await service.store.update_device(
+        tenant, device_path(device_id), fields, service.clock.now()
+    )
+    return device_out(device)
+
+
+@router.delete("/{device_id}", status_code=204)
+async def delete_device(
+    tenant: str, device_id: str, request: Request, key: ApiKey = Depends(scope("admin"))
+) -> Response:
+    """Remove a device; its pending executions are cancelled (history stays)."""
+    service = request.app.state.service
+    await service.store.delete_device(
+        tenant, device_path(device_id), actor(key), service.clock.now()
+    )
+    return Response(status_code=204)
+
+
+@router.get("/{device_id}/executions", response_model=PageOut[ExecutionOut])
+async def device_history(
+    tenant: str,
+    device_id: str,
+    request: Request,
+    state: Annotated[str | None, Query(description="comma-separated states")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    key: ApiKey = Depends(scope("read")),
+) -> PageOut[ExecutionOut]:
+    """The device's command history, newest first."""
+    store = request.app.state.service.store
+    device = await store.get_device(tenant, device_path(device_id))
+    flt = ExecutionFilter(
+        device_ids=(device.id,),
+        states=csv_states(state),
+        since=timestamp(since),
+        until=timestamp(until),
+    )
+    page = await store.list_executions(tenant, flt, limit, offset)
+    return page_out(request, page, limit, offset, execution_out)
+
+
+@router.get("/{device_id}/inbox", response_model=list[CommandEnvelope])
+async def inbox(
+    tenant: str, device_id: str, request: Request, key: ApiKey = Depends(scope("execute"))
+) -> list[CommandEnvelope]:
+    """Due commands for a device that polls over HTTP; they become SENT.
+
+    Report back with PUT .../executions/{id}/state. A command not acknowledged within its
+    ack timeout is handed out again with the next attempt number.
+    """
+    dispatches = await request.app.state.service.inbox(tenant, device_path(device_id))
+    return [
+        CommandEnvelope(
+            id=d.execution.id,
+            request=d.execution.request_id,
+            command=d.execution.command,
+            args=d.args,
+            attempt=d.execution.attempt,
+            issued_at=isoformat(d.request_created_at),
+            expires_at=isoformat(d.execution.expires_at),
+            timeout=d.execution.timeout,
+        )
+        for d in dispatches
+    ]

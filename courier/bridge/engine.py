@@ -1,0 +1,288 @@
+"""The bridge: publishes due executions, consumes replies and presence, fires timers.
+
+The store is the truth. In-memory sets of "routes that may have work" are only a fast path:
+every `sweep_interval` the dispatcher scans the store for due work of online devices, and the
+timer loop always asks the store for the next deadline, so a restart resumes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from courier.bridge.events import event_bytes
+from courier.bridge.inbound import InboundHandler
+from courier.clock import Clock
+from courier.core.records import Change, Dispatch
+from courier.errors import TransportError
+from courier.metrics import Metrics
+from courier.schemas.mqtt import cancel_bytes, envelope_bytes
+from courier.schemas.states import IN_FLIGHT, TERMINAL, ExecutionState
+from courier.store import Store
+from courier.topics import Topics
+from courier.transport import Transport
+
+log = logging.getLogger(__name__)
+S = ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    prefix: str = "courier"
+    max_payload: int = 256 * 1024
+    in_flight: int = 100
+    sweep_interval: float = 2.0
+    claim_batch: int = 1000
+    routes_per_claim: int = 64
+    timer_batch: int = 500
+    publish_events: bool = True
+
+
+class Bridge:
+    """Moves executions between the store and the broker."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        config: BridgeConfig,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.topics = Topics(config.prefix)
+        self.inbound = InboundHandler(self)
+        self._dirty: dict[str, None] = {}
+        self._dirty_all = True
+        self._wake_dispatch = asyncio.Event()
+        self._wake_timers = asyncio.Event()
+        self._next_timer: float | None = None
+        self._stopping = False
+        self._started = asyncio.Event()
+        transport.on_message = self.inbound.handle
+        transport.on_connect = self._on_connect
+        transport.on_disconnect = self._on_disconnect
+
+    # --- life cycle --------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._started.is_set() and self.transport.connected
+
+    async def start(self) -> None:
+        """Connect (retrying until the broker answers), subscribe, listen to the store."""
+        self.store.add_listener(self.on_changes)
+        delay = 0.2
+        while True:
+            try:
+                await self.transport.connect()
+                break
+            except TransportError as exc:
+                log.warning("broker unavailable, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await self.transport.subscribe(
+            [self.topics.all_replies, self.topics.all_presence, self.topics.all_attached_presence],
+            qos=1,
+        )
+        self.metrics.connected.set(1)
+        self._started.set()
+        self.wake_all()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the loops until `stop` is set; a loop that dies stops the bridge loudly."""
+        await self.start()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._dispatch_loop(), name="bridge-dispatch")
+            group.create_task(self._timer_loop(), name="bridge-timers")
+            group.create_task(self._sweep_loop(), name="bridge-sweep")
+            await stop.wait()
+            self._stopping = True
+            self._wake_dispatch.set()
+            self._wake_timers.set()
+        await self.close()
+
+    async def close(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(ValueError):
+            self.store.remove_listener(self.on_changes)
+        await self.transport.disconnect()
+        self.metrics.connected.set(0)
+
+    def _on_connect(self, session_present: bool) -> None:
+        log.info("connected to the broker", extra={"session_present": session_present})
+        self.metrics.connected.set(1)
+        self.wake_all()
+
+    def _on_disconnect(self) -> None:
+        log.warning("lost the broker connection; reconnecting")
+        self.metrics.connected.set(0)
+
+    # --- nudges ------------------------------------------------------------------------
+
+    def wake(self, routes: Sequence[str]) -> None:
+        for route in routes:
+            self._dirty[route] = None
+        self._wake_dispatch.set()
+
+    def wake_all(self) -> None:
+        self._dirty_all = True
+        self._wake_dispatch.set()
+        self._wake_timers.set()
+
+    def on_changes(self, changes: Sequence[Change]) -> None:
+        """Store listener: count, notify upstream, owe cancel notices, and nudge the loops."""
+        now = self.clock.now()
+        loop = asyncio.get_running_loop()
+        for change in changes:
+            before, after = change.before, change.after
+            if change.state_changed:
+                self.metrics.transitions.labels(
+                    "NEW" if before is None else before.state.value, after.state.value
+                ).inc()
+                if after.state in TERMINAL:
+                    self.metrics.latency.labels(after.state.value).observe(
+                        max(0.0, after.updated_at - after.created_at)
+                    )
+                self._publish_event(change)
+            if after.state is S.QUEUED and (before is None or before.state is not S.QUEUED):
+                if after.not_before <= now:
+                    self._dirty[after.route_id] = None
+                    self._wake_dispatch.set()
+                else:
+                    loop.call_later(after.not_before - now, self.wake, [after.route_id])
+            elif before is not None and before.state in IN_FLIGHT and after.state != before.state:
+                self._dirty[after.route_id] = None
+                self._wake_dispatch.set()
+            if (
+                after.state is S.CANCELLED
+                and before is not None
+                and before.state is not S.CANCELLED
+                and before.attempt > 0
+            ):
+                self._send_cancel_notice(after.route_id, after.id)
+            if after.wake_at is not None and (
+                self._next_timer is None or after.wake_at < self._next_timer
+            ):
+                self._next_timer = after.wake_at
+                self._wake_timers.set()
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake_dispatch.wait()
+            self._wake_dispatch.clear()
+            if self._stopping:
+                return
+            if not self.transport.connected:
+                continue
+            await self.dispatch_once()
+
+    async def dispatch_once(self) -> int:
+        """Claim and publish what is due: everything after a wake_all, else the dirty routes.
+
+        The time is read for each claim: work created while a claim runs has a later
+        `not_before` than a time read before it, and must not be skipped.
+        """
+        sent = 0
+        if self._dirty_all:
+            self._dirty_all = False
+            self._dirty.clear()
+            while True:
+                claimed = await self.store.claim_due(
+                    None, self.clock.now(), self.config.claim_batch, self.config.in_flight
+                )
+                sent += self._publish(claimed)
+                if len(claimed) < self.config.claim_batch or self._stopping:
+                    break
+        while self._dirty and not self._stopping:
+            routes = list(self._dirty)[: self.config.routes_per_claim]
+            for route in routes:
+                del self._dirty[route]
+            claimed = await self.store.claim_due(
+                routes, self.clock.now(), self.config.claim_batch, self.config.in_flight
+            )
+            sent += self._publish(claimed)
+            if len(claimed) >= self.config.claim_batch:
+                for route in routes:
+                    self._dirty[route] = None
+        return sent
+
+    def _publish(self, claimed: list[Dispatch]) -> int:
+        now = self.clock.now()
+        published = 0
+        for dispatch in claimed:
+            execution = dispatch.execution
+            attached = execution.device_id if execution.device_id != execution.route_id else None
+            payload = envelope_bytes(dispatch, device=attached)
+            try:
+                self.transport.publish(
+                    self.topics.command(execution.route_id, execution.id),
+                    payload,
+                    qos=1,
+                    expiry=max(1, int(execution.expires_at - now)),
+                )
+            except TransportError as exc:
+                # Stays SENT; the ack timeout resends it once the broker is back.
+                self.metrics.publish_errors.inc()
+                log.warning("publish failed: %s", exc, extra={"execution": execution.id})
+                continue
+            published += 1
+        self.metrics.published.inc(published)
+        return published
+
+    def _send_cancel_notice(self, route: str, execution_id: str) -> None:
+        try:
+            self.transport.publish(
+                self.topics.command(route, execution_id), cancel_bytes(execution_id)
+            )
+            self.metrics.cancel_notices.inc()
+        except TransportError as exc:
+            log.warning("cancel notice not sent: %s", exc, extra={"execution": execution_id})
+
+    def _publish_event(self, change: Change) -> None:
+        if not self.config.publish_events or not self.transport.connected:
+            return
+        after = change.after
+        try:
+            self.transport.publish(self.topics.events(after.tenant), event_bytes(change), qos=0)
+        except TransportError:
+            log.debug("event not published (broker away)", extra={"execution": after.id})
+
+    # --- timers ------------------------------------------------------------------------
+
+    async def fire_timers_once(self) -> int:
+        """Apply every passed deadline (expiry, missing ack, timeout); answers how many."""
+        fired = 0
+        while True:
+            changes = await self.store.fire_timers(self.clock.now(), self.config.timer_batch)
+            fired += len(changes)
+            if len(changes) < self.config.timer_batch:
+                return fired
+
+    async def _timer_loop(self) -> None:
+        while not self._stopping:
+            self._wake_timers.clear()
+            await self.fire_timers_once()
+            self._next_timer = await self.store.next_wake_at()
+            delay = self.config.sweep_interval
+            if self._next_timer is not None:
+                delay = min(delay, max(0.0, self._next_timer - self.clock.now()))
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_timers.wait(), delay)
+
+    async def _sweep_loop(self) -> None:
+        """The safety net: periodically look at the whole store for due work."""
+        while not self._stopping:
+            await asyncio.sleep(self.config.sweep_interval)
+            self._dirty_all = True
+            self._wake_dispatch.set()

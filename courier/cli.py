@@ -1,0 +1,489 @@
+"""The `courier` command: serve, apikey, devices, send, status, simulate, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from courier import __version__
+from courier.errors import CourierError
+from courier.logs import configure_logging
+from courier.settings import Settings, load_toml
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "EXPIRED"}
+
+
+def _runner() -> asyncio.Runner:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def option(*decls: str, **attrs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option whose --help names its COURIER_<NAME> environment variable."""
+    long_name = next(d for d in decls if d.startswith("--"))
+    attrs.setdefault("envvar", "COURIER_" + long_name[2:].replace("-", "_").upper())
+    attrs.setdefault("show_envvar", True)
+    return click.option(*decls, **attrs)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="courier")
+def main() -> None:
+    """Courier delivers commands to devices over MQTT and never loses one."""
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    defaults = Settings.defaults()
+    for name, help_text in reversed(list(Settings.help_of().items())):
+        default = defaults[name]
+        fn = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            type=type(default),
+            default=None,
+            envvar=f"COURIER_{name.upper()}",
+            show_envvar=True,
+            help=f"{help_text} [default: {default}]",
+        )(fn)
+    return fn
+
+
+@main.command()
+@option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="COURIER_CONFIG",
+    show_envvar=True,
+    help="TOML file of settings (top level or [courier]); flags and environment win over it",
+)
+@_settings_options
+def serve(config_file: Path | None, **options: Any) -> None:
+    """Run the bridge, the REST API and the metrics endpoint in one process."""
+    values = load_toml(config_file) if config_file else {}
+    values.update({k: v for k, v in options.items() if v is not None})
+    try:
+        settings = Settings.from_mapping(values)
+    except CourierError as exc:
+        _fail(exc.message)
+        return
+    configure_logging(settings.log_level, settings.log_format)
+    from courier.serve import serve as run_service
+
+    try:
+        with _runner() as runner:
+            runner.run(run_service(settings))
+    except CourierError as exc:
+        _fail(exc.message)
+
+
+# --- apikey (works on the store directly) ---------------------------------------------------
+
+STORE_OPTION = option(
+    "--store",
+    default="sqlite:///courier.db",
+    envvar="COURIER_STORE",
+    show_envvar=True,
+    show_default=True,
+    help="store URL, as for courier serve",
+)
+
+
+@main.group()
+def apikey() -> None:
+    """Create, list and revoke API keys (directly in the store; works before serving)."""
+
+
+async def _with_service(store_url: str, action: Callable[[Any], Any]) -> Any:
+    from courier.clock import SystemClock
+    from courier.service import Service, ServiceConfig
+    from courier.store import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        return await action(Service(store, ServiceConfig(), SystemClock()))
+    finally:
+        await store.close()
+
+
+@apikey.command("create")
+@option(
+    "--tenant",
+    required=True,
+    envvar="COURIER_TENANT",
+    show_envvar=True,
+    help="tenant the key belongs to (created if new)",
+)
+@option(
+    "--scopes",
+    default="read,execute,admin",
+    show_default=True,
+    help="comma-separated: read, execute, admin",
+)
+@option("--name", default="", help="a label for the key")
+@option("--expires-in", type=int, default=None, help="seconds until the key expires")
+@option("--json", "as_json", is_flag=True, help="print a JSON object with `key`")
+@STORE_OPTION
+def apikey_create(
+    tenant: str, scopes: str, name: str, expires_in: int | None, as_json: bool, store: str
+) -> None:
+    """Create a key and print it (it is shown only this once)."""
+    from courier.ids import is_device_id
+
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in ("read", "execute", "admin")]
+    if bad or not wanted:
+        _fail(f"scopes must be among read, execute, admin (got {scopes!r})")
+    if not is_device_id(tenant):
+        _fail(f"tenant {tenant!r} must match ^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$")
+
+    async def action(service: Any) -> Any:
+        return await service.create_api_key(tenant, wanted, name, expires_in)
+
+    key, token = asyncio.run(_with_service(store, action))
+    if as_json:
+        click.echo(
+            json.dumps({"id": key.id, "tenant": tenant, "scopes": sorted(key.scopes), "key": token})
+        )
+    else:
+        click.echo(token)
+
+
+@apikey.command("list")
+@option("--tenant", required=True, envvar="COURIER_TENANT", show_envvar=True)
+@STORE_OPTION
+def apikey_list(tenant: str, store: str) -> None:
+    """List a tenant's keys (never the keys themselves)."""
+
+    async def action(service: Any) -> Any:
+        return await service.store.list_api_keys(tenant)
+
+    for key in asyncio.run(_with_service(store, action)):
+        state = "revoked" if key.revoked_at else "active"
+        click.echo(f"{key.id}  {','.join(sorted(key.scopes)):<20} {state:<8} {key.name}")
+
+
+@apikey.command("revoke")
+@option("--tenant", required=True, envvar="COURIER_TENANT", show_envvar=True)
+@click.argument("key_id")
+@STORE_OPTION
+def apikey_revoke(tenant: str, key_id: str, store: str) -> None:
+    """Revoke a key by its id."""
+
+    async def action(service: Any) -> Any:
+        return await service.revoke_api_key(tenant, key_id)
+
+    try:
+        asyncio.run(_with_service(store, action))
+    except CourierError as exc:
+        _fail(exc.message)
+    click.echo(f"revoked {key_id}")
+
+
+# --- REST clients --------------------------------------------------------------------------
+
+URL_OPTION = option(
+    "--url",
+    default="http://127.0.0.1:8080",
+    envvar="COURIER_URL",
+    show_envvar=True,
+    show_default=True,
+    help="Courier's REST API",
+)
+KEY_OPTION = option("--key", required=True, envvar="COURIER_KEY", show_envvar=True, help="API key")
+TENANT_OPTION = option(
+    "--tenant", required=True, envvar="COURIER_TENANT", show_envvar=True, help="tenant id"
+)
+
+
+class Api:
+    def __init__(self, url: str, key: str, tenant: str) -> None:
+        self.client = httpx.Client(
+            base_url=f"{url.rstrip('/')}/v1/tenants/{tenant}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30.0,
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach Courier: {exc}")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            _fail(f"{response.status_code}: {detail}")
+        return None if response.status_code == 204 else response.json()
+
+
+def _print(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+@main.group()
+def devices() -> None:
+    """Register, list, show and delete devices (over the REST API)."""
+
+
+@devices.command("register")
+@click.argument("device_id")
+@option("--kind", type=click.Choice(["device", "gateway"]), default="device")
+@option("--label", "labels", multiple=True, help="key=value (repeatable)")
+@option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def devices_register(
+    device_id: str,
+    kind: str,
+    labels: tuple[str, ...],
+    timezone: str | None,
+    url: str,
+    key: str,
+    tenant: str,
+) -> None:
+    """Register DEVICE_ID and print it with its MQTT password (shown only once)."""
+    parsed = dict(label.split("=", 1) for label in labels if "=" in label)
+    body: dict[str, Any] = {"id": device_id, "kind": kind, "labels": parsed}
+    if timezone:
+        body["timezone"] = timezone
+    _print(Api(url, key, tenant).call("POST", "/devices", json=body))
+
+
+@devices.command("list")
+@option("--online/--offline", default=None, help="only online (or offline) devices")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def devices_list(online: bool | None, url: str, key: str, tenant: str) -> None:
+    """List devices with their presence."""
+    params = {} if online is None else {"online": str(online).lower()}
+    page = Api(url, key, tenant).call("GET", "/devices", params={**params, "limit": 1000})
+    for d in page["results"]:
+        click.echo(f"{d['id']:<40} {'online' if d['online'] else 'offline':<8} {d['kind']}")
+
+
+@devices.command("show")
+@click.argument("device_id")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def devices_show(device_id: str, url: str, key: str, tenant: str) -> None:
+    """Show one device."""
+    _print(Api(url, key, tenant).call("GET", f"/devices/{device_id}"))
+
+
+@devices.command("delete")
+@click.argument("device_id")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def devices_delete(device_id: str, url: str, key: str, tenant: str) -> None:
+    """Delete a device; its pending commands are cancelled."""
+    Api(url, key, tenant).call("DELETE", f"/devices/{device_id}")
+    click.echo(f"deleted {device_id}")
+
+
+@main.command()
+@click.argument("command")
+@option("--device", "device_ids", multiple=True, required=True, help="target (repeatable)")
+@option("--args", "args_json", default="{}", help="command arguments as a JSON object")
+@option("--ttl", type=int, default=None, help="seconds the command may wait (0 = instant)")
+@option("--timeout", type=float, default=None, help="seconds per attempt for a result")
+@option("--max-attempts", type=int, default=None, help="sends at most (1-10)")
+@option("--retry-on", type=click.Choice(["timeout", "failure", "both"]), default=None)
+@option("--idempotency-key", default=None, help="repeat-safe creation")
+@option("--no-wait", is_flag=True, help="print the request and return at once")
+@option(
+    "--wait-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="seconds to wait for every execution to end",
+)
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def send(
+    command: str,
+    device_ids: tuple[str, ...],
+    args_json: str,
+    ttl: int | None,
+    timeout: float | None,
+    max_attempts: int | None,
+    retry_on: str | None,
+    idempotency_key: str | None,
+    no_wait: bool,
+    wait_timeout: float,
+    url: str,
+    key: str,
+    tenant: str,
+) -> None:
+    """Send COMMAND to devices and follow it until every execution has ended."""
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        _fail(f"--args is not JSON: {exc}")
+    body: dict[str, Any] = {"devices": list(device_ids), "command": command, "args": args}
+    if ttl is not None:
+        body["ttl"] = ttl
+    if timeout is not None:
+        body["timeout"] = timeout
+    retry: dict[str, Any] = {}
+    if max_attempts is not None:
+        retry["max_attempts"] = max_attempts
+    if retry_on is not None:
+        retry["on"] = retry_on
+    if retry:
+        body["retry"] = retry
+    api = Api(url, key, tenant)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    created = api.call("POST", "/commands", json=body, headers=headers)
+    if no_wait:
+        _print(created)
+        return
+    click.echo(f"request {created['id']}: {len(created['executions'])} execution(s)", err=True)
+    deadline = time.monotonic() + wait_timeout
+    last = ""
+    while True:
+        page = api.call("GET", "/executions", params={"request_ids": created["id"], "limit": 1000})
+        counts: dict[str, int] = {}
+        for e in page["results"]:
+            counts[e["state"]] = counts.get(e["state"], 0) + 1
+        line = "  ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if all(e["state"] in TERMINAL for e in page["results"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    _print(page["results"])
+    if any(e["state"] != "SUCCEEDED" for e in page["results"]):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("ident", required=False)
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def status(ident: str | None, url: str, key: str, tenant: str) -> None:
+    """Show a request (with per-state counts) or an execution (with its history).
+
+    Without an id, list the latest requests.
+    """
+    api = Api(url, key, tenant)
+    if ident is None:
+        page = api.call("GET", "/commands", params={"limit": 20})
+        for r in page["results"]:
+            click.echo(
+                f"{r['id']}  {r['created_on']}  {r['command']:<24} {len(r['devices'])} device(s)"
+            )
+        return
+    response = api.client.get(f"/commands/{ident}")
+    if response.status_code == 200:
+        _print(response.json())
+        return
+    execution = api.call("GET", f"/executions/{ident}")
+    execution["history"] = api.call("GET", f"/executions/{ident}/history")
+    _print(execution)
+
+
+# --- simulate -------------------------------------------------------------------------------
+
+
+@main.command()
+@option("--device", "device_id", required=True, help="device id (the base id with --devices)")
+@option(
+    "--password",
+    default=None,
+    envvar="COURIER_DEVICE_PASSWORD",
+    show_envvar=True,
+    help="MQTT password (the one registration printed)",
+)
+@option(
+    "--devices",
+    "count",
+    type=int,
+    default=1,
+    show_default=True,
+    help="how many devices: DEVICE-0 ... DEVICE-(N-1) when N > 1",
+)
+@option(
+    "--fail-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="fraction of commands that fail (0-1)",
+)
+@option(
+    "--latency", type=float, default=0.0, show_default=True, help="milliseconds each command takes"
+)
+@option(
+    "--broker",
+    default="mqtt://127.0.0.1:1883",
+    envvar="COURIER_BROKER",
+    show_envvar=True,
+    show_default=True,
+    help="MQTT broker",
+)
+@option(
+    "--prefix",
+    default="courier",
+    envvar="COURIER_PREFIX",
+    show_envvar=True,
+    show_default=True,
+    help="topic prefix",
+)
+@option("--seed", type=int, default=None, help="random seed for failures")
+def simulate(
+    device_id: str,
+    password: str | None,
+    count: int,
+    fail_rate: float,
+    latency: float,
+    broker: str,
+    prefix: str,
+    seed: int | None,
+) -> None:
+    """Run simulated devices that answer every command (for demos and load)."""
+    from courier.gateway.simulator import SimulatorConfig, device_names, run_simulator
+
+    if not 0 <= fail_rate <= 1:
+        _fail("--fail-rate must be between 0 and 1")
+    if count < 1:
+        _fail("--devices must be at least 1")
+    configure_logging("info", "text")
+    config = SimulatorConfig(
+        broker=broker, prefix=prefix, latency_ms=latency, fail_rate=fail_rate, seed=seed
+    )
+    credentials = [(name, password) for name in device_names(device_id, count)]
+    try:
+        with _runner() as runner:
+            runner.run(run_simulator(credentials, config))
+    except KeyboardInterrupt:
+        pass
+    except CourierError as exc:
+        _fail(exc.message)

@@ -1,0 +1,380 @@
+"""Decisions on executions: given a record, a happening and the time, what changes.
+
+Each function returns a `Change` (the execution after the decision and the event that
+explains it), an `Ignored` (nothing changes), or raises `IllegalTransition`. Stores persist
+what these decide; they never decide themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from courier.core.policy import attempts_left, backoff_delay, earliest, expiry, retries_on
+from courier.core.records import (
+    Change,
+    CommandRequest,
+    Event,
+    Execution,
+    Ignored,
+    RetryOn,
+)
+from courier.errors import IllegalTransition
+from courier.schemas.states import (
+    DEVICE_REPLY_STATES,
+    TERMINAL,
+    ExecutionState,
+    can_transition,
+)
+
+S = ExecutionState
+BRIDGE = "bridge"
+
+
+def _event(
+    before: Execution | None,
+    after: Execution,
+    at: float,
+    actor: str,
+    reason: str | None,
+    kind: str = "transition",
+    data: dict[str, Any] | None = None,
+) -> Event:
+    return Event(
+        execution_id=after.id,
+        tenant=after.tenant,
+        at=at,
+        kind=kind,
+        from_state=None if before is None else before.state,
+        to_state=after.state,
+        actor=actor,
+        attempt=after.attempt,
+        reason=reason,
+        data=data,
+    )
+
+
+def _change(
+    before: Execution,
+    now: float,
+    actor: str,
+    note: str | None,
+    kind: str = "transition",
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Change:
+    target = fields.get("state", before.state)
+    if target != before.state and not can_transition(before.state, target):
+        raise IllegalTransition(before.state, target)
+    after = replace(before, updated_at=now, **fields)
+    return Change(before, after, _event(before, after, now, actor, note, kind, data))
+
+
+def new_execution(
+    request: CommandRequest,
+    execution_id: str,
+    device_id: str,
+    route_id: str,
+    online: bool,
+    now: float,
+    retry_of: str | None = None,
+) -> Change:
+    """A fresh execution: QUEUED, or EXPIRED at once when it is instant and the device is away."""
+    expires_at = expiry(now, request.ttl)
+    execution = Execution(
+        id=execution_id,
+        tenant=request.tenant,
+        request_id=request.id,
+        device_id=device_id,
+        route_id=route_id,
+        command=request.command,
+        state=S.QUEUED,
+        attempt=0,
+        retry=request.retry,
+        priority=request.priority,
+        timeout=request.timeout,
+        ack_timeout=request.ack_timeout,
+        created_at=now,
+        updated_at=now,
+        expires_at=expires_at,
+        not_before=now,
+        wake_at=expires_at,
+        retry_of=retry_of,
+    )
+    reason = "created" if retry_of is None else f"re-issue of {retry_of}"
+    if request.ttl == 0 and not online:
+        execution = replace(
+            execution, state=S.EXPIRED, wake_at=None, reason="device offline and ttl is 0"
+        )
+        reason = "device offline and ttl is 0 (instant command)"
+    event = _event(None, execution, now, request.issued_by, reason, kind="created")
+    return Change(None, execution, event)
+
+
+def send(execution: Execution, now: float, actor: str = BRIDGE) -> Change:
+    """Mark a QUEUED execution SENT as attempt n+1, with its ack and result deadlines."""
+    attempt = execution.attempt + 1
+    ack_deadline = (
+        now + execution.ack_timeout if execution.ack_timeout < execution.timeout else None
+    )
+    deadline = now + execution.timeout
+    return _change(
+        execution,
+        now,
+        actor,
+        f"attempt {attempt} of {execution.retry.max_attempts}",
+        state=S.SENT,
+        attempt=attempt,
+        sent_at=now,
+        ack_deadline=ack_deadline,
+        deadline=deadline,
+        wake_at=earliest(ack_deadline, deadline),
+        not_before=now,
+    )
+
+
+def _retry_or(
+    execution: Execution,
+    now: float,
+    rand: float,
+    cause: RetryOn,
+    final_state: ExecutionState,
+    why: str,
+    actor: str,
+    data: dict[str, Any] | None = None,
+    output: Any = None,
+) -> Change:
+    """Re-queue for another attempt when the policy allows it, else end in `final_state`."""
+    policy = execution.retry
+    if retries_on(policy, cause) and attempts_left(policy, execution.attempt):
+        delay = backoff_delay(policy, execution.attempt, rand)
+        if now + delay < execution.expires_at:
+            floor = execution.attempt + 1 if cause is RetryOn.FAILURE else execution.reply_floor
+            return _change(
+                execution,
+                now,
+                actor,
+                f"{why}; retrying in {delay:.1f} s "
+                f"(attempt {execution.attempt + 1} of {policy.max_attempts})",
+                data=data,
+                state=S.QUEUED,
+                not_before=now + delay,
+                ack_deadline=None,
+                deadline=None,
+                wake_at=execution.expires_at,
+                reply_floor=floor,
+                reason=why,
+            )
+    return _change(
+        execution,
+        now,
+        actor,
+        why,
+        data=data,
+        state=final_state,
+        ack_deadline=None,
+        deadline=None,
+        wake_at=None,
+        reason=why,
+        output=output if output is not None else execution.output,
+    )
+
+
+def reply(
+    execution: Execution,
+    state: ExecutionState,
+    now: float,
+    rand: float,
+    actor: str,
+    reason: str | None = None,
+    progress: int | None = None,
+    output: Any = None,
+    attempt: int | None = None,
+) -> Change | Ignored:
+    """A device (or an agent on its behalf) reports ACKNOWLEDGED, IN_PROGRESS or a result."""
+    data: dict[str, Any] = {"state": state.value}
+    if reason is not None:
+        data["reason"] = reason
+    if progress is not None:
+        data["progress"] = progress
+    if output is not None:
+        data["output"] = output
+    if attempt is not None:
+        data["attempt"] = attempt
+    if state not in DEVICE_REPLY_STATES:
+        return Ignored(f"{state} is not a state a device reports")
+    if execution.state in TERMINAL:
+        if state == execution.state:
+            return Ignored("duplicate")
+        note = f"reply {state} after the execution ended {execution.state}; state unchanged"
+        return Ignored("terminal", _event(execution, execution, now, actor, note, "reply", data))
+    if attempt is not None and attempt < execution.reply_floor:
+        note = f"stale reply {state} for attempt {attempt}; attempt {execution.reply_floor} pending"
+        return Ignored("stale", _event(execution, execution, now, actor, note, "reply", data))
+    if execution.attempt == 0:
+        return Ignored("not sent")
+    if state == execution.state and (state is not S.IN_PROGRESS or progress == execution.progress):
+        return Ignored("duplicate")
+    if not can_transition(execution.state, state):
+        return Ignored(f"illegal transition {execution.state} -> {state}")
+
+    if state in (S.ACKNOWLEDGED, S.IN_PROGRESS):
+        deadline = execution.deadline
+        if execution.state is S.QUEUED or deadline is None:
+            deadline = now + execution.timeout
+        return _change(
+            execution,
+            now,
+            actor,
+            reason or ("acknowledged" if state is S.ACKNOWLEDGED else "in progress"),
+            kind="reply",
+            data=data,
+            state=state,
+            ack_deadline=None,
+            deadline=deadline,
+            wake_at=deadline,
+            progress=progress if progress is not None else execution.progress,
+            not_before=min(execution.not_before, now),
+        )
+    if state is S.SUCCEEDED:
+        return _change(
+            execution,
+            now,
+            actor,
+            reason or "succeeded",
+            kind="reply",
+            data=data,
+            state=S.SUCCEEDED,
+            ack_deadline=None,
+            deadline=None,
+            wake_at=None,
+            reason=reason,
+            output=output,
+            progress=100 if progress is None else progress,
+        )
+    why = f"attempt {execution.attempt} failed" + (f": {reason}" if reason else "")
+    return _retry_or(
+        execution, now, rand, RetryOn.FAILURE, S.FAILED, why, actor, data=data, output=output
+    )
+
+
+def on_timer(execution: Execution, now: float, rand: float) -> Change | None:
+    """What a passed deadline does: expire, resend after a missing ack, retry or time out."""
+    if execution.wake_at is None or execution.wake_at > now or execution.state in TERMINAL:
+        return None
+    state = execution.state
+    if state in (S.QUEUED, S.SCHEDULED):
+        if now >= execution.expires_at:
+            ttl = execution.expires_at - execution.created_at
+            return _change(
+                execution,
+                now,
+                BRIDGE,
+                f"ttl of {ttl:.0f} s passed before the device could take it",
+                state=S.EXPIRED,
+                wake_at=None,
+                reason="expired",
+            )
+        return _change(
+            execution, now, BRIDGE, "timer re-armed", kind="timer", wake_at=execution.expires_at
+        )
+    if execution.deadline is not None and now >= execution.deadline:
+        why = f"no result within {execution.timeout:g} s"
+        return _retry_or(execution, now, rand, RetryOn.TIMEOUT, S.TIMED_OUT, why, BRIDGE)
+    if state is S.SENT and execution.ack_deadline is not None and now >= execution.ack_deadline:
+        why = f"no acknowledgement within {execution.ack_timeout:g} s"
+        if attempts_left(execution.retry, execution.attempt) and now < execution.expires_at:
+            return _change(
+                execution,
+                now,
+                BRIDGE,
+                f"{why}; resending (attempt {execution.attempt + 1} "
+                f"of {execution.retry.max_attempts})",
+                state=S.QUEUED,
+                not_before=now,
+                ack_deadline=None,
+                deadline=None,
+                wake_at=execution.expires_at,
+            )
+        return _change(
+            execution,
+            now,
+            BRIDGE,
+            f"{why}; no resend left, waiting for a result until the deadline",
+            kind="timer",
+            ack_deadline=None,
+            wake_at=execution.deadline,
+        )
+    return _change(
+        execution,
+        now,
+        BRIDGE,
+        "timer re-armed",
+        kind="timer",
+        wake_at=earliest(execution.ack_deadline, execution.deadline),
+    )
+
+
+def cancel(execution: Execution, now: float, actor: str, reason: str | None = None) -> Change:
+    """Cancel a non-terminal execution; raises IllegalTransition for a terminal one."""
+    if execution.state in TERMINAL:
+        raise IllegalTransition(execution.state, S.CANCELLED, "the execution has already ended")
+    return _change(
+        execution,
+        now,
+        actor,
+        reason or "cancelled",
+        state=S.CANCELLED,
+        ack_deadline=None,
+        deadline=None,
+        wake_at=None,
+        reason=reason or "cancelled",
+    )
+
+
+def was_sent(execution: Execution) -> bool:
+    """Whether the device may hold this execution (so a cancel notice is owed to it)."""
+    return execution.attempt > 0
+
+
+def update_state(
+    execution: Execution,
+    state: ExecutionState,
+    now: float,
+    rand: float,
+    actor: str,
+    reason: str | None = None,
+    output: Any = None,
+    progress: int | None = None,
+) -> Change | None:
+    """A state update over REST (Esper's PUT): None when it repeats the current state.
+
+    Device states behave exactly like an MQTT reply; TIMED_OUT and CANCELLED end the
+    execution. Anything the table refuses raises IllegalTransition (HTTP 409).
+    """
+    if state is S.CANCELLED:
+        return cancel(execution, now, actor, reason)
+    if state is S.TIMED_OUT:
+        if not can_transition(execution.state, S.TIMED_OUT):
+            raise IllegalTransition(execution.state, state)
+        return _change(
+            execution,
+            now,
+            actor,
+            reason or "timed out (reported)",
+            state=S.TIMED_OUT,
+            ack_deadline=None,
+            deadline=None,
+            wake_at=None,
+            reason=reason or "timed out",
+        )
+    if state not in DEVICE_REPLY_STATES:
+        raise IllegalTransition(execution.state, state, "only Courier sets this state")
+    outcome = reply(execution, state, now, rand, actor, reason, progress, output)
+    if isinstance(outcome, Change):
+        return outcome
+    if outcome.why == "duplicate":
+        return None
+    if outcome.why == "not sent":
+        raise IllegalTransition(execution.state, state, "the execution has not been sent yet")
+    raise IllegalTransition(execution.state, state, outcome.why)

@@ -1,0 +1,192 @@
+"""The records Courier keeps: devices, requests, executions and their events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from courier.schemas.states import ExecutionState
+
+
+class RetryOn(StrEnum):
+    """Which outcomes of an attempt are retried (AWS IoT Jobs' retry criteria)."""
+
+    TIMEOUT = "timeout"
+    FAILURE = "failure"
+    BOTH = "both"
+
+
+class DeviceKind(StrEnum):
+    DEVICE = "device"
+    GATEWAY = "gateway"
+
+
+class Protocol(StrEnum):
+    NATIVE = "native"
+    LWM2M = "lwm2m"
+
+
+class DeliveryPolicy(StrEnum):
+    """How many of a device's due executions may be on the device at once."""
+
+    BURST = "burst"
+    SEQUENTIAL_ON_ACK = "sequential_on_ack"
+    SEQUENTIAL_ON_RESULT = "sequential_on_result"
+
+
+class DeviceType(StrEnum):
+    """Which target devices a request reaches, by presence at creation (Esper)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    on: RetryOn = RetryOn.TIMEOUT
+    initial: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    tenant: str
+    kind: DeviceKind = DeviceKind.DEVICE
+    gateway_id: str | None = None
+    protocol: Protocol = Protocol.NATIVE
+    labels: dict[str, str] = field(default_factory=dict)
+    timezone: str | None = None
+    delivery_policy: DeliveryPolicy = DeliveryPolicy.BURST
+    password_hash: str | None = None
+    online: bool = False
+    last_seen: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """What an upstream asked once; its executions carry it to each device."""
+
+    id: str
+    tenant: str
+    command: str
+    args: dict[str, Any]
+    devices: list[str]
+    device_type: DeviceType
+    ttl: int
+    timeout: float
+    ack_timeout: float
+    retry: RetryPolicy
+    priority: int
+    issued_by: str
+    created_at: float
+    command_type: str = "DEVICE"
+    idempotency_key: str | None = None
+    body_hash: str | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One delivery of one request to one device."""
+
+    id: str
+    tenant: str
+    request_id: str
+    device_id: str
+    route_id: str
+    command: str
+    state: ExecutionState
+    attempt: int
+    retry: RetryPolicy
+    priority: int
+    timeout: float
+    ack_timeout: float
+    created_at: float
+    updated_at: float
+    expires_at: float
+    not_before: float
+    sent_at: float | None = None
+    ack_deadline: float | None = None
+    deadline: float | None = None
+    wake_at: float | None = None
+    reason: str | None = None
+    output: Any = None
+    progress: int | None = None
+    reply_floor: int = 0
+    retry_of: str | None = None
+    internal: bool = False
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of an execution's history."""
+
+    execution_id: str
+    tenant: str
+    at: float
+    kind: str
+    from_state: ExecutionState | None
+    to_state: ExecutionState
+    actor: str
+    attempt: int
+    reason: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A decision to persist: the execution after it, and the event that explains it."""
+
+    before: Execution | None
+    after: Execution
+    event: Event
+
+    @property
+    def state_changed(self) -> bool:
+        return self.before is None or self.before.state != self.after.state
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A reply or update that changes nothing; `event` is kept in history when set."""
+
+    why: str
+    event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """An execution just marked SENT, with what its envelope needs."""
+
+    execution: Execution
+    args: dict[str, Any]
+    request_created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    tenant: str
+    secret_hash: str
+    scopes: frozenset[str]
+    name: str
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    count: int
+    results: list[T]

@@ -1,0 +1,6 @@
+"""The device-side SDK: an `Agent` that receives commands, runs handlers once, and replies."""
+
+from courier.gateway.agent import Agent, CommandContext, CommandFailed
+from courier.gateway.replylog import ReplyLog
+
+__all__ = ["Agent", "CommandContext", "CommandFailed", "ReplyLog"]

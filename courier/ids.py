@@ -1,0 +1,43 @@
+"""Identifiers: time-ordered UUIDs for what Courier creates, validation for what users name."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+TENANT_ID_PATTERN = DEVICE_ID_PATTERN
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+def new_id() -> str:
+    """A UUIDv7 string: sortable by creation time, so B-tree inserts stay local."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def is_device_id(value: str) -> bool:
+    """Whether a string is usable as a device id (an MQTT username and topic level)."""
+    return _DEVICE_ID.fullmatch(value) is not None
+
+
+def describe_bad_device_id(value: str) -> str:
+    """Why a device id is refused, in words an API user can act on."""
+    if not value:
+        return "device id is empty"
+    if len(value) > 64:
+        return "device id is longer than 64 characters"
+    for bad in ("/", "+", "#", "$", ":", "\0"):
+        if bad in value:
+            shown = "NUL" if bad == "\0" else repr(bad)
+            return f"device id contains {shown}, which MQTT topics and credentials cannot carry"
+    return f"device id must match {DEVICE_ID_PATTERN}"

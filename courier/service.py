@@ -1,0 +1,184 @@
+"""The service layer: what the REST API, MQTT ingress, CLI and benchmarks ask of Courier."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import orjson
+
+from courier.clock import Clock
+from courier.core.records import ApiKey, CommandRequest, Device, Dispatch, RetryPolicy
+from courier.credentials import (
+    mosquitto_hash,
+    new_api_key,
+    new_device_password,
+    parse_api_key,
+    secret_matches,
+)
+from courier.errors import Forbidden, Unauthorized
+from courier.ids import new_id
+from courier.schemas.api import CommandRequestIn, DeviceIn
+from courier.store import Store
+from courier.store.verbs import Created
+
+KEY_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    queue_bound: int = 10_000
+    ack_timeout: float = 10.0
+    in_flight: int = 100
+    inbox_limit: int = 100
+
+
+class Service:
+    """Courier's use cases over the store. Stateless but for a short API-key cache."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ServiceConfig,
+        clock: Clock,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.rand = rand
+        self._keys: dict[str, tuple[ApiKey, float]] = {}
+
+    # --- API keys ----------------------------------------------------------------------
+
+    async def create_api_key(
+        self, tenant: str, scopes: list[str], name: str = "", expires_in: int | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key for `tenant` (creating the tenant); the full key is returned only here."""
+        now = self.clock.now()
+        key_id, token, secret_hash = new_api_key()
+        key = ApiKey(
+            id=key_id,
+            tenant=tenant,
+            secret_hash=secret_hash,
+            scopes=frozenset(scopes),
+            name=name,
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
+        )
+        await self.store.add_api_key(key)
+        return key, token
+
+    async def authenticate(self, token: str) -> ApiKey:
+        """The key a bearer token names, if valid now; else Unauthorized (no detail leaks)."""
+        parsed = parse_api_key(token)
+        if parsed is None:
+            raise Unauthorized("invalid API key")
+        now = self.clock.now()
+        cached = self._keys.get(parsed.key_id)
+        if cached is not None and cached[1] > now:
+            key: ApiKey | None = cached[0]
+        else:
+            key = await self.store.get_api_key(parsed.key_id)
+            if key is not None:
+                self._keys[parsed.key_id] = (key, now + KEY_CACHE_SECONDS)
+        if key is None or not secret_matches(parsed.secret, key.secret_hash):
+            raise Unauthorized("invalid API key")
+        if key.revoked_at is not None:
+            raise Unauthorized("this API key was revoked")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise Unauthorized("this API key has expired")
+        return key
+
+    @staticmethod
+    def require_scope(key: ApiKey, scope: str) -> None:
+        if scope not in key.scopes and "admin" not in key.scopes:
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+
+    async def revoke_api_key(self, tenant: str, key_id: str) -> ApiKey:
+        key = await self.store.revoke_api_key(tenant, key_id, self.clock.now())
+        self._keys.pop(key_id, None)
+        return key
+
+    # --- devices -----------------------------------------------------------------------
+
+    async def register_device(self, tenant: str, body: DeviceIn) -> tuple[Device, str]:
+        """Register a device; answers it and its MQTT password (kept only as a hash)."""
+        now = self.clock.now()
+        password = new_device_password()
+        device = Device(
+            id=body.id,
+            tenant=tenant,
+            kind=body.kind,
+            protocol=body.protocol,
+            labels=dict(body.labels),
+            timezone=body.timezone,
+            delivery_policy=body.delivery_policy,
+            password_hash=mosquitto_hash(password),
+            created_at=now,
+            updated_at=now,
+        )
+        return await self.store.add_device(device), password
+
+    # --- command requests --------------------------------------------------------------
+
+    def build_request(
+        self,
+        tenant: str,
+        body: CommandRequestIn,
+        issued_by: str,
+        idempotency_key: str | None = None,
+    ) -> CommandRequest:
+        now = self.clock.now()
+        canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        ack_timeout = body.ack_timeout if body.ack_timeout is not None else self.config.ack_timeout
+        return CommandRequest(
+            id=new_id(),
+            tenant=tenant,
+            command=body.command,
+            args=body.args,
+            devices=list(body.devices),
+            device_type=body.device_type,
+            ttl=body.ttl,
+            timeout=body.timeout,
+            ack_timeout=ack_timeout,
+            retry=RetryPolicy(
+                max_attempts=body.retry.max_attempts,
+                on=body.retry.on,
+                initial=body.retry.backoff.initial,
+                multiplier=body.retry.backoff.multiplier,
+                max_delay=body.retry.backoff.max,
+            ),
+            priority=body.priority,
+            issued_by=issued_by,
+            created_at=now,
+            command_type=body.command_type,
+            idempotency_key=idempotency_key,
+            body_hash=hashlib.sha256(canonical).hexdigest(),
+        )
+
+    async def create_command(
+        self,
+        tenant: str,
+        body: CommandRequestIn,
+        issued_by: str,
+        idempotency_key: str | None = None,
+    ) -> Created:
+        """Store a request and its executions; committed before this returns."""
+        request = self.build_request(tenant, body, issued_by, idempotency_key)
+        return await self.store.create_request(request, self.config.queue_bound, request.created_at)
+
+    async def create_prepared(self, request: CommandRequest) -> Created:
+        """Store an already built request (benchmarks and bulk callers build many at once)."""
+        request = replace(request, created_at=self.clock.now())
+        return await self.store.create_request(request, self.config.queue_bound, request.created_at)
+
+    # --- device inbox ------------------------------------------------------------------
+
+    async def inbox(self, tenant: str, device_id: str) -> list[Dispatch]:
+        """Due commands of a polling device, marked SENT (it reports back over REST)."""
+        return await self.store.inbox(
+            tenant, device_id, self.clock.now(), self.config.inbox_limit, self.config.in_flight
+        )

@@ -1,0 +1,256 @@
+"""The `Store`: Courier's durable state behind async domain verbs.
+
+Backends differ only in how they run a transaction (`Backend.write` / `Backend.read`); the
+verbs themselves live once in courier/store/verbs.py. Listeners hear every committed change
+(after the commit, on the event loop), which is how the bridge learns what to publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from courier.core.records import (
+    ApiKey,
+    Change,
+    CommandRequest,
+    Device,
+    Dispatch,
+    Event,
+    Execution,
+    Ignored,
+    Page,
+)
+from courier.errors import NotFound
+from courier.schemas.states import ExecutionState
+from courier.store import verbs
+from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
+from courier.store.tx import ReadTx, Tx
+
+T = TypeVar("T")
+Listener = Callable[[Sequence[Change]], None]
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """Runs functions inside read or write transactions of one database."""
+
+    on_commit: Callable[[Sequence[Change]], None] | None
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def write(self, fn: Callable[[Tx], T]) -> T: ...
+    async def read(self, fn: Callable[[ReadTx], T]) -> T: ...
+
+
+class Store:
+    """Domain verbs over a backend; every write is committed before its verb returns."""
+
+    def __init__(self, backend: Backend, rand: Callable[[], float] = random.random) -> None:
+        self.backend = backend
+        self._rand = rand
+        self._listeners: list[Listener] = []
+        backend.on_commit = self._notify
+
+    async def open(self) -> None:
+        await self.backend.open()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def _notify(self, changes: Sequence[Change]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("store listener failed")
+
+    # --- tenants and API keys ----------------------------------------------------------
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        await self.backend.write(lambda tx: verbs.add_api_key(tx, key))
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        return await self.backend.read(lambda tx: tx.get_api_key(key_id))
+
+    async def list_api_keys(self, tenant: str) -> list[ApiKey]:
+        return await self.backend.read(lambda tx: tx.list_api_keys(tenant))
+
+    async def revoke_api_key(self, tenant: str, key_id: str, now: float) -> ApiKey:
+        return await self.backend.write(lambda tx: verbs.revoke_api_key(tx, tenant, key_id, now))
+
+    # --- devices -----------------------------------------------------------------------
+
+    async def add_device(self, device: Device) -> Device:
+        return await self.backend.write(lambda tx: verbs.add_device(tx, device))
+
+    async def get_device(self, tenant: str, device_id: str) -> Device:
+        device = await self.find_device(device_id)
+        if device is None or device.tenant != tenant:
+            raise NotFound(f"no device {device_id}")
+        return device
+
+    async def find_device(self, device_id: str) -> Device | None:
+        return await self.backend.read(lambda tx: tx.get_device(device_id))
+
+    async def list_devices(
+        self, tenant: str, flt: DeviceFilter, limit: int, offset: int
+    ) -> Page[Device]:
+        return await self.backend.read(lambda tx: tx.list_devices(tenant, flt, limit, offset))
+
+    async def update_device(
+        self, tenant: str, device_id: str, fields: dict[str, Any], now: float
+    ) -> Device:
+        return await self.backend.write(
+            lambda tx: verbs.update_device(tx, tenant, device_id, fields, now)
+        )
+
+    async def delete_device(
+        self, tenant: str, device_id: str, actor: str, now: float
+    ) -> list[Change]:
+        return await self.backend.write(
+            lambda tx: verbs.delete_device(tx, tenant, device_id, actor, now)
+        )
+
+    async def set_presence(
+        self, device_id: str, online: bool, now: float
+    ) -> tuple[Device, bool] | None:
+        return await self.backend.write(lambda tx: verbs.set_presence(tx, device_id, online, now))
+
+    # --- command requests --------------------------------------------------------------
+
+    async def create_request(
+        self, request: CommandRequest, queue_bound: int, now: float
+    ) -> verbs.Created:
+        return await self.backend.write(
+            lambda tx: verbs.create_request(tx, request, queue_bound, now)
+        )
+
+    async def get_request(self, tenant: str, request_id: str) -> CommandRequest:
+        request = await self.backend.read(lambda tx: tx.get_request(request_id))
+        if request is None or request.tenant != tenant:
+            raise NotFound(f"no command request {request_id}")
+        return request
+
+    async def list_requests(
+        self, tenant: str, flt: RequestFilter, limit: int, offset: int
+    ) -> Page[CommandRequest]:
+        return await self.backend.read(lambda tx: tx.list_requests(tenant, flt, limit, offset))
+
+    async def request_state_counts(self, tenant: str, request_id: str) -> dict[str, int]:
+        await self.get_request(tenant, request_id)
+        return await self.backend.read(lambda tx: tx.request_state_counts(request_id))
+
+    async def cancel_request(
+        self, tenant: str, request_id: str, actor: str, reason: str | None, now: float
+    ) -> list[Change]:
+        return await self.backend.write(
+            lambda tx: verbs.cancel_request(tx, tenant, request_id, actor, reason, now)
+        )
+
+    # --- executions --------------------------------------------------------------------
+
+    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+        execution = await self.backend.read(lambda tx: tx.get_execution(execution_id))
+        if execution is None or execution.tenant != tenant:
+            raise NotFound(f"no execution {execution_id}")
+        return execution
+
+    async def list_executions(
+        self, tenant: str, flt: ExecutionFilter, limit: int, offset: int
+    ) -> Page[Execution]:
+        return await self.backend.read(lambda tx: tx.list_executions(tenant, flt, limit, offset))
+
+    async def history(self, tenant: str, execution_id: str) -> list[Event]:
+        await self.get_execution(tenant, execution_id)
+        return await self.backend.read(lambda tx: tx.history(execution_id))
+
+    async def cancel_execution(
+        self, tenant: str, execution_id: str, actor: str, reason: str | None, now: float
+    ) -> Change:
+        return await self.backend.write(
+            lambda tx: verbs.cancel_execution(tx, tenant, execution_id, actor, reason, now)
+        )
+
+    async def update_state(
+        self,
+        tenant: str,
+        execution_id: str,
+        state: ExecutionState,
+        reason: str | None,
+        output: Any,
+        progress: int | None,
+        actor: str,
+        now: float,
+    ) -> Execution:
+        return await self.backend.write(
+            lambda tx: verbs.update_state(
+                tx, tenant, execution_id, state, reason, output, progress, actor, now, self._rand
+            )
+        )
+
+    async def reissue(
+        self, tenant: str, execution_id: str, actor: str, queue_bound: int, now: float
+    ) -> Execution:
+        return await self.backend.write(
+            lambda tx: verbs.reissue(tx, tenant, execution_id, actor, queue_bound, now)
+        )
+
+    # --- the engine --------------------------------------------------------------------
+
+    async def claim_due(
+        self, route_ids: Sequence[str] | None, now: float, limit: int, in_flight_cap: int
+    ) -> list[Dispatch]:
+        return await self.backend.write(
+            lambda tx: verbs.claim_due(tx, route_ids, now, limit, in_flight_cap)
+        )
+
+    async def record_reply(
+        self,
+        route_id: str,
+        execution_id: str,
+        state: ExecutionState,
+        reason: str | None,
+        progress: int | None,
+        output: Any,
+        attempt: int | None,
+        now: float,
+    ) -> Change | Ignored:
+        return await self.backend.write(
+            lambda tx: verbs.record_reply(
+                tx,
+                route_id,
+                execution_id,
+                state,
+                reason,
+                progress,
+                output,
+                attempt,
+                now,
+                self._rand,
+            )
+        )
+
+    async def fire_timers(self, now: float, limit: int) -> list[Change]:
+        return await self.backend.write(lambda tx: verbs.fire_timers(tx, now, limit, self._rand))
+
+    async def next_wake_at(self) -> float | None:
+        return await self.backend.read(lambda tx: tx.next_wake())
+
+    async def inbox(
+        self, tenant: str, device_id: str, now: float, limit: int, in_flight_cap: int
+    ) -> list[Dispatch]:
+        return await self.backend.write(
+            lambda tx: verbs.inbox(tx, tenant, device_id, now, limit, in_flight_cap)
+        )
+
+    async def state_counts(self) -> dict[str, int]:
+        return await self.backend.read(lambda tx: tx.state_counts())

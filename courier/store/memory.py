@@ -1,0 +1,300 @@
+"""An in-memory backend for unit tests: dicts, with an undo log so a failed verb changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from courier.core.records import (
+    ApiKey,
+    Change,
+    CommandRequest,
+    Device,
+    Event,
+    Execution,
+    Page,
+)
+from courier.errors import StoreError
+from courier.schemas.states import IN_FLIGHT, PENDING, ExecutionState
+from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
+from courier.store.tx import ReadTx, Tx
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class _Data:
+    def __init__(self) -> None:
+        self.tenants: dict[str, float] = {}
+        self.api_keys: dict[str, ApiKey] = {}
+        self.devices: dict[str, Device] = {}
+        self.requests: dict[str, CommandRequest] = {}
+        self.idempotency: dict[tuple[str, str], tuple[str, float]] = {}
+        self.executions: dict[str, Execution] = {}
+        self.events: dict[str, list[Event]] = {}
+        self.seq = 0
+
+
+class MemoryTx:
+    """Tx over `_Data`; every write is logged so `rollback` restores the previous values."""
+
+    def __init__(self, data: _Data) -> None:
+        self.d = data
+        self.changes: list[Change] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def _set(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        old = mapping.get(key, _MISSING)
+        self._undo.append(
+            lambda: mapping.pop(key, None) if old is _MISSING else mapping.__setitem__(key, old)
+        )
+        mapping[key] = value
+
+    def _delete(self, mapping: dict[Any, Any], key: Any) -> None:
+        if key in mapping:
+            old = mapping.pop(key)
+            self._undo.append(lambda: mapping.__setitem__(key, old))
+
+    def rollback(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        return self.d.api_keys.get(key_id)
+
+    def list_api_keys(self, tenant: str) -> list[ApiKey]:
+        return sorted(
+            (k for k in self.d.api_keys.values() if k.tenant == tenant), key=lambda k: k.created_at
+        )
+
+    def tenant_exists(self, tenant: str) -> bool:
+        return tenant in self.d.tenants
+
+    def get_device(self, device_id: str) -> Device | None:
+        return self.d.devices.get(device_id)
+
+    def get_devices(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        return {i: self.d.devices[i] for i in device_ids if i in self.d.devices}
+
+    def list_devices(self, tenant: str, flt: DeviceFilter, limit: int, offset: int) -> Page[Device]:
+        found = sorted(
+            (
+                d
+                for d in self.d.devices.values()
+                if d.tenant == tenant
+                and (flt.online is None or d.online == flt.online)
+                and (flt.kind is None or d.kind == flt.kind)
+            ),
+            key=lambda d: d.id,
+        )
+        return Page(len(found), found[offset : offset + limit])
+
+    def get_request(self, request_id: str) -> CommandRequest | None:
+        return self.d.requests.get(request_id)
+
+    def list_requests(
+        self, tenant: str, flt: RequestFilter, limit: int, offset: int
+    ) -> Page[CommandRequest]:
+        def keep(r: CommandRequest) -> bool:
+            return (
+                r.tenant == tenant
+                and (flt.command is None or r.command == flt.command)
+                and (flt.command_type is None or r.command_type == flt.command_type)
+                and (flt.device_type is None or r.device_type == flt.device_type)
+                and (flt.issued_by is None or r.issued_by == flt.issued_by)
+                and (not flt.device_ids or bool(set(flt.device_ids) & set(r.devices)))
+                and (flt.since is None or r.created_at >= flt.since)
+                and (flt.until is None or r.created_at < flt.until)
+            )
+
+        found = [r for r in reversed(self.d.requests.values()) if keep(r)]
+        return Page(len(found), found[offset : offset + limit])
+
+    def request_state_counts(self, request_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.d.executions.values():
+            if e.request_id == request_id:
+                counts[e.state] = counts.get(e.state, 0) + 1
+        return counts
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        return self.d.executions.get(execution_id)
+
+    def executions_of_request(self, request_id: str) -> list[Execution]:
+        return sorted(
+            (e for e in self.d.executions.values() if e.request_id == request_id),
+            key=lambda e: e.seq,
+        )
+
+    def list_executions(
+        self, tenant: str, flt: ExecutionFilter, limit: int, offset: int
+    ) -> Page[Execution]:
+        def keep(e: Execution) -> bool:
+            return (
+                e.tenant == tenant
+                and (not flt.request_ids or e.request_id in flt.request_ids)
+                and (not flt.device_ids or e.device_id in flt.device_ids)
+                and (not flt.states or e.state in flt.states)
+                and (flt.command is None or e.command == flt.command)
+                and (flt.internal is None or e.internal == flt.internal)
+                and (flt.since is None or e.created_at >= flt.since)
+                and (flt.until is None or e.created_at < flt.until)
+            )
+
+        found = sorted((e for e in self.d.executions.values() if keep(e)), key=lambda e: -e.seq)
+        return Page(len(found), found[offset : offset + limit])
+
+    def history(self, execution_id: str) -> list[Event]:
+        return list(self.d.events.get(execution_id, []))
+
+    def next_wake(self) -> float | None:
+        wakes = [e.wake_at for e in self.d.executions.values() if e.wake_at is not None]
+        return min(wakes) if wakes else None
+
+    def state_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.d.executions.values():
+            if e.state in PENDING:
+                counts[e.state] = counts.get(e.state, 0) + 1
+        return counts
+
+    # --- writes ------------------------------------------------------------------------
+
+    def insert_tenant(self, tenant: str, now: float) -> None:
+        self._set(self.d.tenants, tenant, now)
+
+    def put_api_key(self, key: ApiKey) -> None:
+        self._set(self.d.api_keys, key.id, key)
+
+    def insert_device(self, device: Device) -> None:
+        self._set(self.d.devices, device.id, device)
+
+    def update_device(self, device: Device) -> None:
+        self._set(self.d.devices, device.id, device)
+
+    def delete_device(self, device_id: str) -> None:
+        self._delete(self.d.devices, device_id)
+
+    def find_idempotent(self, tenant: str, key: str) -> tuple[str, float] | None:
+        return self.d.idempotency.get((tenant, key))
+
+    def forget_idempotency(self, tenant: str, key: str) -> None:
+        self._delete(self.d.idempotency, (tenant, key))
+
+    def insert_request(self, request: CommandRequest) -> None:
+        if request.id in self.d.requests:
+            raise StoreError(f"duplicate request id {request.id}")
+        self._set(self.d.requests, request.id, request)
+        if request.idempotency_key is not None:
+            entry = (request.id, request.created_at)
+            self._set(self.d.idempotency, (request.tenant, request.idempotency_key), entry)
+
+    def request_args(self, request_id: str) -> tuple[dict[str, Any], float]:
+        request = self.d.requests[request_id]
+        return request.args, request.created_at
+
+    def insert_executions(self, executions: Sequence[Execution]) -> None:
+        for execution in executions:
+            if execution.id in self.d.executions:
+                raise StoreError(f"duplicate execution id {execution.id}")
+            self.d.seq += 1
+            self._set(self.d.executions, execution.id, replace(execution, seq=self.d.seq))
+
+    def update_execution(self, before: Execution, after: Execution) -> None:
+        self._set(self.d.executions, after.id, replace(after, seq=before.seq))
+
+    def insert_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            log = self.d.events.setdefault(event.execution_id, [])
+            log.append(event)
+            self._undo.append(log.pop)  # type: ignore[arg-type]
+
+    def pending_counts(self, device_ids: Sequence[str]) -> dict[str, int]:
+        wanted = set(device_ids)
+        counts: dict[str, int] = {}
+        for e in self.d.executions.values():
+            if e.device_id in wanted and e.state in PENDING:
+                counts[e.device_id] = counts.get(e.device_id, 0) + 1
+        return counts
+
+    def pending_of_device(self, device_id: str) -> list[Execution]:
+        return sorted(
+            (
+                e
+                for e in self.d.executions.values()
+                if e.device_id == device_id and e.state in PENDING
+            ),
+            key=lambda e: e.seq,
+        )
+
+    def pending_of_request(self, request_id: str) -> list[Execution]:
+        return sorted(
+            (
+                e
+                for e in self.d.executions.values()
+                if e.request_id == request_id and e.state in PENDING
+            ),
+            key=lambda e: e.seq,
+        )
+
+    def in_flight(self, route_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.d.executions.values():
+            if e.route_id == route_id and e.state in IN_FLIGHT:
+                counts[e.state] = counts.get(e.state, 0) + 1
+        return counts
+
+    def _due(self, e: Execution, now: float) -> bool:
+        return e.state is ExecutionState.QUEUED and e.not_before <= now < e.expires_at
+
+    def queued(self, route_id: str, now: float, limit: int) -> list[Execution]:
+        due = [
+            e for e in self.d.executions.values() if e.route_id == route_id and self._due(e, now)
+        ]
+        due.sort(key=lambda e: (-e.priority, e.seq))
+        return due[:limit]
+
+    def routes_with_due(self, now: float, limit: int) -> list[str]:
+        routes: dict[str, None] = {}
+        for e in sorted(self.d.executions.values(), key=lambda e: e.seq):
+            device = self.d.devices.get(e.route_id)
+            if self._due(e, now) and device is not None and device.online:
+                routes[e.route_id] = None
+        return list(routes)[:limit]
+
+    def due_timers(self, now: float, limit: int) -> list[Execution]:
+        due = [e for e in self.d.executions.values() if e.wake_at is not None and e.wake_at <= now]
+        due.sort(key=lambda e: (e.wake_at or 0.0, e.seq))
+        return due[:limit]
+
+
+class MemoryBackend:
+    """Runs each transaction at once on the event loop; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._data = _Data()
+        self.on_commit: Callable[[Sequence[Change]], None] | None = None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        tx = MemoryTx(self._data)
+        try:
+            result = fn(tx)
+        except BaseException:
+            tx.rollback()
+            raise
+        if tx.changes and self.on_commit is not None:
+            self.on_commit(tx.changes)
+        return result
+
+    async def read(self, fn: Callable[[ReadTx], T]) -> T:
+        return fn(MemoryTx(self._data))

@@ -1,0 +1,111 @@
+-- Named queries for the SQLite backend. Each block starts with "-- name: <name>".
+-- Column lists for executions come from courier/store/sqlite_rows.py ({exec_columns}).
+
+-- name: insert_tenant
+INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?);
+
+-- name: tenant_exists
+SELECT 1 FROM tenants WHERE id = ?;
+
+-- name: put_api_key
+INSERT OR REPLACE INTO api_keys
+    (id, tenant_id, secret_hash, scopes, name, created_at, expires_at, revoked_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: get_api_key
+SELECT id, tenant_id, secret_hash, scopes, name, created_at, expires_at, revoked_at
+FROM api_keys WHERE id = ?;
+
+-- name: list_api_keys
+SELECT id, tenant_id, secret_hash, scopes, name, created_at, expires_at, revoked_at
+FROM api_keys WHERE tenant_id = ? ORDER BY created_at;
+
+-- name: put_device
+INSERT OR REPLACE INTO devices
+    (id, tenant_id, kind, gateway_id, protocol, labels, timezone, delivery_policy,
+     password_hash, online, last_seen, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: get_device
+SELECT {device_columns} FROM devices WHERE id = ?;
+
+-- name: delete_device
+DELETE FROM devices WHERE id = ?;
+
+-- name: find_idempotent
+SELECT id, created_at FROM requests WHERE tenant_id = ? AND idempotency_key = ?;
+
+-- name: forget_idempotency
+UPDATE requests SET idempotency_key = NULL WHERE tenant_id = ? AND idempotency_key = ?;
+
+-- name: insert_request
+INSERT INTO requests
+    (id, tenant_id, command_type, command, args, devices, device_type, ttl, timeout,
+     ack_timeout, retry, priority, issued_by, created_at, idempotency_key, body_hash, skipped)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: get_request
+SELECT {request_columns} FROM requests WHERE id = ?;
+
+-- name: request_args
+SELECT args, created_at FROM requests WHERE id = ?;
+
+-- name: request_state_counts
+SELECT state, count(*) FROM executions WHERE request_id = ? GROUP BY state;
+
+-- name: insert_execution
+INSERT INTO executions ({exec_insert_columns}) VALUES ({exec_insert_marks});
+
+-- name: get_execution
+SELECT {exec_columns} FROM executions WHERE id = ?;
+
+-- name: executions_of_request
+SELECT {exec_columns} FROM executions WHERE request_id = ? ORDER BY seq;
+
+-- name: pending_of_device
+SELECT {exec_columns} FROM executions
+WHERE device_id = ? AND state IN ({pending_states}) ORDER BY seq;
+
+-- name: pending_of_request
+SELECT {exec_columns} FROM executions
+WHERE request_id = ? AND state IN ({pending_states}) ORDER BY seq;
+
+-- name: in_flight
+SELECT state, count(*) FROM executions
+WHERE route_id = ? AND state IN ('SENT', 'ACKNOWLEDGED', 'IN_PROGRESS') GROUP BY state;
+
+-- name: queued
+SELECT {exec_columns} FROM executions
+WHERE route_id = ? AND state = 'QUEUED' AND not_before <= ? AND expires_at > ?
+ORDER BY priority DESC, seq LIMIT ?;
+
+-- name: routes_with_due
+SELECT DISTINCT e.route_id FROM executions AS e JOIN devices AS d ON d.id = e.route_id
+WHERE e.state = 'QUEUED' AND e.not_before <= ? AND e.expires_at > ? AND d.online = 1
+LIMIT ?;
+
+-- name: due_timers
+SELECT {exec_columns} FROM executions
+WHERE wake_at IS NOT NULL AND wake_at <= ? ORDER BY wake_at LIMIT ?;
+
+-- name: next_wake
+SELECT min(wake_at) FROM executions WHERE wake_at IS NOT NULL;
+
+-- name: count_queued
+SELECT count(*) FROM executions WHERE state = 'QUEUED';
+
+-- name: count_in_flight
+SELECT state, count(*) FROM executions
+WHERE state IN ('SENT', 'ACKNOWLEDGED', 'IN_PROGRESS') GROUP BY state;
+
+-- name: count_scheduled
+SELECT count(*) FROM executions WHERE state = 'SCHEDULED';
+
+-- name: insert_event
+INSERT INTO events
+    (execution_id, tenant_id, at, kind, from_state, to_state, actor, attempt, reason, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: history
+SELECT execution_id, tenant_id, at, kind, from_state, to_state, actor, attempt, reason, data
+FROM events WHERE execution_id = ? ORDER BY id;

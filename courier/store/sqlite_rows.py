@@ -1,0 +1,424 @@
+"""Mapping between SQLite rows and Courier's records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from courier.core.records import (
+    ApiKey,
+    CommandRequest,
+    DeliveryPolicy,
+    Device,
+    DeviceKind,
+    DeviceType,
+    Event,
+    Execution,
+    Protocol,
+    RetryOn,
+    RetryPolicy,
+)
+from courier.schemas.states import PENDING, ExecutionState
+
+EXEC_COLUMNS = (
+    "id",
+    "tenant_id",
+    "request_id",
+    "device_id",
+    "route_id",
+    "command",
+    "state",
+    "attempt",
+    "retry_max",
+    "retry_on",
+    "backoff_initial",
+    "backoff_multiplier",
+    "backoff_max",
+    "priority",
+    "timeout",
+    "ack_timeout",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "not_before",
+    "sent_at",
+    "ack_deadline",
+    "deadline",
+    "wake_at",
+    "reason",
+    "output",
+    "progress",
+    "reply_floor",
+    "retry_of",
+    "internal",
+    "seq",
+)
+EXEC_INSERT_COLUMNS = EXEC_COLUMNS[:-1]
+DEVICE_COLUMNS = (
+    "id",
+    "tenant_id",
+    "kind",
+    "gateway_id",
+    "protocol",
+    "labels",
+    "timezone",
+    "delivery_policy",
+    "password_hash",
+    "online",
+    "last_seen",
+    "created_at",
+    "updated_at",
+)
+REQUEST_COLUMNS = (
+    "id",
+    "tenant_id",
+    "command_type",
+    "command",
+    "args",
+    "devices",
+    "device_type",
+    "ttl",
+    "timeout",
+    "ack_timeout",
+    "retry",
+    "priority",
+    "issued_by",
+    "created_at",
+    "idempotency_key",
+    "body_hash",
+    "skipped",
+)
+# Execution fields that map one-to-one to a column (the rest: retry policy, output, internal).
+_PLAIN_FIELDS = (
+    "state",
+    "attempt",
+    "priority",
+    "timeout",
+    "ack_timeout",
+    "updated_at",
+    "expires_at",
+    "not_before",
+    "sent_at",
+    "ack_deadline",
+    "deadline",
+    "wake_at",
+    "reason",
+    "progress",
+    "reply_floor",
+    "retry_of",
+)
+
+FRAGMENTS = {
+    "exec_columns": ", ".join(EXEC_COLUMNS),
+    "exec_insert_columns": ", ".join(EXEC_INSERT_COLUMNS),
+    "exec_insert_marks": ", ".join("?" * len(EXEC_INSERT_COLUMNS)),
+    "device_columns": ", ".join(DEVICE_COLUMNS),
+    "request_columns": ", ".join(REQUEST_COLUMNS),
+    "pending_states": ", ".join(f"'{s.value}'" for s in sorted(PENDING)),
+}
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def loads_or_none(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def execution_from_row(row: tuple[Any, ...]) -> Execution:
+    (
+        id_,
+        tenant,
+        request_id,
+        device_id,
+        route_id,
+        command,
+        state,
+        attempt,
+        retry_max,
+        retry_on,
+        b_initial,
+        b_multiplier,
+        b_max,
+        priority,
+        timeout,
+        ack_timeout,
+        created_at,
+        updated_at,
+        expires_at,
+        not_before,
+        sent_at,
+        ack_deadline,
+        deadline,
+        wake_at,
+        reason,
+        output,
+        progress,
+        reply_floor,
+        retry_of,
+        internal,
+        seq,
+    ) = row
+    return Execution(
+        id=id_,
+        tenant=tenant,
+        request_id=request_id,
+        device_id=device_id,
+        route_id=route_id,
+        command=command,
+        state=ExecutionState(state),
+        attempt=attempt,
+        retry=RetryPolicy(retry_max, RetryOn(retry_on), b_initial, b_multiplier, b_max),
+        priority=priority,
+        timeout=timeout,
+        ack_timeout=ack_timeout,
+        created_at=created_at,
+        updated_at=updated_at,
+        expires_at=expires_at,
+        not_before=not_before,
+        sent_at=sent_at,
+        ack_deadline=ack_deadline,
+        deadline=deadline,
+        wake_at=wake_at,
+        reason=reason,
+        output=loads_or_none(output),
+        progress=progress,
+        reply_floor=reply_floor,
+        retry_of=retry_of,
+        internal=bool(internal),
+        seq=seq,
+    )
+
+
+def execution_params(e: Execution) -> tuple[Any, ...]:
+    r = e.retry
+    return (
+        e.id,
+        e.tenant,
+        e.request_id,
+        e.device_id,
+        e.route_id,
+        e.command,
+        e.state.value,
+        e.attempt,
+        r.max_attempts,
+        r.on.value,
+        r.initial,
+        r.multiplier,
+        r.max_delay,
+        e.priority,
+        e.timeout,
+        e.ack_timeout,
+        e.created_at,
+        e.updated_at,
+        e.expires_at,
+        e.not_before,
+        e.sent_at,
+        e.ack_deadline,
+        e.deadline,
+        e.wake_at,
+        e.reason,
+        None if e.output is None else dumps(e.output),
+        e.progress,
+        e.reply_floor,
+        e.retry_of,
+        int(e.internal),
+    )
+
+
+def execution_diff(before: Execution, after: Execution) -> dict[str, Any]:
+    """The columns whose values differ, so an UPDATE touches only the indexes it must."""
+    diff: dict[str, Any] = {}
+    for name in _PLAIN_FIELDS:
+        value = getattr(after, name)
+        if value != getattr(before, name):
+            diff[name] = value.value if isinstance(value, ExecutionState) else value
+    if after.output != before.output:
+        diff["output"] = None if after.output is None else dumps(after.output)
+    if after.internal != before.internal:
+        diff["internal"] = int(after.internal)
+    return diff
+
+
+def device_from_row(row: tuple[Any, ...]) -> Device:
+    (
+        id_,
+        tenant,
+        kind,
+        gateway_id,
+        protocol,
+        labels,
+        timezone,
+        policy,
+        password_hash,
+        online,
+        last_seen,
+        created_at,
+        updated_at,
+    ) = row
+    return Device(
+        id=id_,
+        tenant=tenant,
+        kind=DeviceKind(kind),
+        gateway_id=gateway_id,
+        protocol=Protocol(protocol),
+        labels=orjson.loads(labels),
+        timezone=timezone,
+        delivery_policy=DeliveryPolicy(policy),
+        password_hash=password_hash,
+        online=bool(online),
+        last_seen=last_seen,
+        created_at=created_at,
+        updated_at=updated_at,
+    )
+
+
+def device_params(d: Device) -> tuple[Any, ...]:
+    return (
+        d.id,
+        d.tenant,
+        d.kind.value,
+        d.gateway_id,
+        d.protocol.value,
+        dumps(d.labels),
+        d.timezone,
+        d.delivery_policy.value,
+        d.password_hash,
+        int(d.online),
+        d.last_seen,
+        d.created_at,
+        d.updated_at,
+    )
+
+
+def request_from_row(row: tuple[Any, ...]) -> CommandRequest:
+    (
+        id_,
+        tenant,
+        command_type,
+        command,
+        args,
+        devices,
+        device_type,
+        ttl,
+        timeout,
+        ack_timeout,
+        retry,
+        priority,
+        issued_by,
+        created_at,
+        idempotency_key,
+        body_hash,
+        skipped,
+    ) = row
+    r = orjson.loads(retry)
+    return CommandRequest(
+        id=id_,
+        tenant=tenant,
+        command=command,
+        args=orjson.loads(args),
+        devices=orjson.loads(devices),
+        device_type=DeviceType(device_type),
+        ttl=ttl,
+        timeout=timeout,
+        ack_timeout=ack_timeout,
+        retry=RetryPolicy(
+            r["max_attempts"], RetryOn(r["on"]), r["initial"], r["multiplier"], r["max_delay"]
+        ),
+        priority=priority,
+        issued_by=issued_by,
+        created_at=created_at,
+        command_type=command_type,
+        idempotency_key=idempotency_key,
+        body_hash=body_hash,
+        skipped=orjson.loads(skipped),
+    )
+
+
+def request_params(q: CommandRequest) -> tuple[Any, ...]:
+    retry = {
+        "max_attempts": q.retry.max_attempts,
+        "on": q.retry.on.value,
+        "initial": q.retry.initial,
+        "multiplier": q.retry.multiplier,
+        "max_delay": q.retry.max_delay,
+    }
+    return (
+        q.id,
+        q.tenant,
+        q.command_type,
+        q.command,
+        dumps(q.args),
+        dumps(q.devices),
+        q.device_type.value,
+        q.ttl,
+        q.timeout,
+        q.ack_timeout,
+        dumps(retry),
+        q.priority,
+        q.issued_by,
+        q.created_at,
+        q.idempotency_key,
+        q.body_hash,
+        dumps(q.skipped),
+    )
+
+
+def api_key_from_row(row: tuple[Any, ...]) -> ApiKey:
+    id_, tenant, secret_hash, scopes, name, created_at, expires_at, revoked_at = row
+    return ApiKey(
+        id=id_,
+        tenant=tenant,
+        secret_hash=secret_hash,
+        scopes=frozenset(s for s in scopes.split(",") if s),
+        name=name,
+        created_at=created_at,
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+    )
+
+
+def api_key_params(k: ApiKey) -> tuple[Any, ...]:
+    return (
+        k.id,
+        k.tenant,
+        k.secret_hash,
+        ",".join(sorted(k.scopes)),
+        k.name,
+        k.created_at,
+        k.expires_at,
+        k.revoked_at,
+    )
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    execution_id, tenant, at, kind, from_state, to_state, actor, attempt, reason, data = row
+    return Event(
+        execution_id=execution_id,
+        tenant=tenant,
+        at=at,
+        kind=kind,
+        from_state=None if from_state is None else ExecutionState(from_state),
+        to_state=ExecutionState(to_state),
+        actor=actor,
+        attempt=attempt,
+        reason=reason,
+        data=loads_or_none(data),
+    )
+
+
+def event_params(e: Event) -> tuple[Any, ...]:
+    return (
+        e.execution_id,
+        e.tenant,
+        e.at,
+        e.kind,
+        None if e.from_state is None else e.from_state.value,
+        e.to_state.value,
+        e.actor,
+        e.attempt,
+        e.reason,
+        None if e.data is None else dumps(e.data),
+    )

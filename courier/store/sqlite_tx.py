@@ -1,0 +1,281 @@
+"""`Tx` over one sqlite3 connection, inside a transaction its caller opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from courier.core.records import (
+    ApiKey,
+    Change,
+    CommandRequest,
+    Device,
+    Event,
+    Execution,
+    Page,
+)
+from courier.schemas.states import PENDING
+from courier.store import sqlite_rows as rows
+from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
+from courier.store.queries import load_queries
+
+Q = load_queries("sqlite", **rows.FRAGMENTS)
+_CHUNK = 500
+_PENDING_SQL = ", ".join(f"'{s.value}'" for s in sorted(PENDING))
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class SqliteTx:
+    """Reads and writes on `conn`; the caller owns BEGIN and COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection, update_sql: dict[tuple[str, ...], str]) -> None:
+        self.conn = conn
+        self.changes: list[Change] = []
+        self._update_sql = update_sql
+        self._args: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def _one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = self._one(Q["get_api_key"], (key_id,))
+        return None if row is None else rows.api_key_from_row(row)
+
+    def list_api_keys(self, tenant: str) -> list[ApiKey]:
+        return [rows.api_key_from_row(r) for r in self.conn.execute(Q["list_api_keys"], (tenant,))]
+
+    def tenant_exists(self, tenant: str) -> bool:
+        return self._one(Q["tenant_exists"], (tenant,)) is not None
+
+    def get_device(self, device_id: str) -> Device | None:
+        row = self._one(Q["get_device"], (device_id,))
+        return None if row is None else rows.device_from_row(row)
+
+    def get_devices(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        found: dict[str, Device] = {}
+        for chunk in _chunks(device_ids):
+            columns = rows.FRAGMENTS["device_columns"]
+            sql = f"SELECT {columns} FROM devices WHERE id IN ({_marks(len(chunk))})"
+            for row in self.conn.execute(sql, chunk):
+                device = rows.device_from_row(row)
+                found[device.id] = device
+        return found
+
+    def list_devices(self, tenant: str, flt: DeviceFilter, limit: int, offset: int) -> Page[Device]:
+        where, params = ["tenant_id = ?"], [tenant]
+        if flt.online is not None:
+            where.append("online = ?")
+            params.append(int(flt.online))  # type: ignore[arg-type]
+        if flt.kind is not None:
+            where.append("kind = ?")
+            params.append(flt.kind)
+        clause = " AND ".join(where)
+        count = self.conn.execute(
+            f"SELECT count(*) FROM devices WHERE {clause}", params
+        ).fetchone()[0]
+        sql = (
+            f"SELECT {rows.FRAGMENTS['device_columns']} FROM devices WHERE {clause} "
+            "ORDER BY id LIMIT ? OFFSET ?"
+        )
+        found = [rows.device_from_row(r) for r in self.conn.execute(sql, [*params, limit, offset])]
+        return Page(count, found)
+
+    def get_request(self, request_id: str) -> CommandRequest | None:
+        row = self._one(Q["get_request"], (request_id,))
+        return None if row is None else rows.request_from_row(row)
+
+    def list_requests(
+        self, tenant: str, flt: RequestFilter, limit: int, offset: int
+    ) -> Page[CommandRequest]:
+        where, params = ["tenant_id = ?"], [tenant]
+        for column, value in (
+            ("command", flt.command),
+            ("command_type", flt.command_type),
+            ("device_type", flt.device_type),
+            ("issued_by", flt.issued_by),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.device_ids:
+            where.append(
+                "id IN (SELECT request_id FROM executions WHERE device_id IN "
+                f"({_marks(len(flt.device_ids))}))"
+            )
+            params.extend(flt.device_ids)
+        if flt.since is not None:
+            where.append("created_at >= ?")
+            params.append(flt.since)  # type: ignore[arg-type]
+        if flt.until is not None:
+            where.append("created_at < ?")
+            params.append(flt.until)  # type: ignore[arg-type]
+        clause = " AND ".join(where)
+        count = self.conn.execute(
+            f"SELECT count(*) FROM requests WHERE {clause}", params
+        ).fetchone()[0]
+        sql = (
+            f"SELECT {rows.FRAGMENTS['request_columns']} FROM requests WHERE {clause} "
+            "ORDER BY seq DESC LIMIT ? OFFSET ?"
+        )
+        found = [rows.request_from_row(r) for r in self.conn.execute(sql, [*params, limit, offset])]
+        return Page(count, found)
+
+    def request_state_counts(self, request_id: str) -> dict[str, int]:
+        return dict(self.conn.execute(Q["request_state_counts"], (request_id,)).fetchall())
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        row = self._one(Q["get_execution"], (execution_id,))
+        return None if row is None else rows.execution_from_row(row)
+
+    def executions_of_request(self, request_id: str) -> list[Execution]:
+        cursor = self.conn.execute(Q["executions_of_request"], (request_id,))
+        return [rows.execution_from_row(r) for r in cursor]
+
+    def list_executions(
+        self, tenant: str, flt: ExecutionFilter, limit: int, offset: int
+    ) -> Page[Execution]:
+        where: list[str] = ["tenant_id = ?"]
+        params: list[Any] = [tenant]
+        for column, values in (
+            ("request_id", flt.request_ids),
+            ("device_id", flt.device_ids),
+            ("state", tuple(s.value for s in flt.states)),
+        ):
+            if values:
+                where.append(f"{column} IN ({_marks(len(values))})")
+                params.extend(values)
+        if flt.command is not None:
+            where.append("command = ?")
+            params.append(flt.command)
+        if flt.internal is not None:
+            where.append("internal = ?")
+            params.append(int(flt.internal))
+        if flt.since is not None:
+            where.append("created_at >= ?")
+            params.append(flt.since)
+        if flt.until is not None:
+            where.append("created_at < ?")
+            params.append(flt.until)
+        clause = " AND ".join(where)
+        count = self.conn.execute(
+            f"SELECT count(*) FROM executions WHERE {clause}", params
+        ).fetchone()[0]
+        sql = (
+            f"SELECT {rows.FRAGMENTS['exec_columns']} FROM executions WHERE {clause} "
+            "ORDER BY seq DESC LIMIT ? OFFSET ?"
+        )
+        cursor = self.conn.execute(sql, [*params, limit, offset])
+        return Page(count, [rows.execution_from_row(r) for r in cursor])
+
+    def history(self, execution_id: str) -> list[Event]:
+        return [rows.event_from_row(r) for r in self.conn.execute(Q["history"], (execution_id,))]
+
+    def next_wake(self) -> float | None:
+        row = self._one(Q["next_wake"], ())
+        return None if row is None else row[0]
+
+    def state_counts(self) -> dict[str, int]:
+        counts = {"QUEUED": self.conn.execute(Q["count_queued"]).fetchone()[0]}
+        counts["SCHEDULED"] = self.conn.execute(Q["count_scheduled"]).fetchone()[0]
+        counts.update(dict(self.conn.execute(Q["count_in_flight"]).fetchall()))
+        return {k: v for k, v in counts.items() if v}
+
+    # --- writes ------------------------------------------------------------------------
+
+    def insert_tenant(self, tenant: str, now: float) -> None:
+        self.conn.execute(Q["insert_tenant"], (tenant, now))
+
+    def put_api_key(self, key: ApiKey) -> None:
+        self.conn.execute(Q["put_api_key"], rows.api_key_params(key))
+
+    def insert_device(self, device: Device) -> None:
+        self.conn.execute(Q["put_device"], rows.device_params(device))
+
+    def update_device(self, device: Device) -> None:
+        self.conn.execute(Q["put_device"], rows.device_params(device))
+
+    def delete_device(self, device_id: str) -> None:
+        self.conn.execute(Q["delete_device"], (device_id,))
+
+    def find_idempotent(self, tenant: str, key: str) -> tuple[str, float] | None:
+        row = self._one(Q["find_idempotent"], (tenant, key))
+        return None if row is None else (row[0], row[1])
+
+    def forget_idempotency(self, tenant: str, key: str) -> None:
+        self.conn.execute(Q["forget_idempotency"], (tenant, key))
+
+    def insert_request(self, request: CommandRequest) -> None:
+        self.conn.execute(Q["insert_request"], rows.request_params(request))
+
+    def request_args(self, request_id: str) -> tuple[dict[str, Any], float]:
+        cached = self._args.get(request_id)
+        if cached is None:
+            row = self._one(Q["request_args"], (request_id,))
+            assert row is not None, f"execution of missing request {request_id}"
+            cached = self._args[request_id] = (orjson.loads(row[0]), row[1])
+        return cached
+
+    def insert_executions(self, executions: Sequence[Execution]) -> None:
+        self.conn.executemany(Q["insert_execution"], [rows.execution_params(e) for e in executions])
+
+    def update_execution(self, before: Execution, after: Execution) -> None:
+        diff = rows.execution_diff(before, after)
+        if not diff:
+            return
+        columns = tuple(diff)
+        sql = self._update_sql.get(columns)
+        if sql is None:
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            sql = self._update_sql[columns] = f"UPDATE executions SET {assignments} WHERE id = ?"
+        self.conn.execute(sql, (*diff.values(), after.id))
+
+    def insert_events(self, events: Sequence[Event]) -> None:
+        if events:
+            self.conn.executemany(Q["insert_event"], [rows.event_params(e) for e in events])
+
+    def pending_counts(self, device_ids: Sequence[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for chunk in _chunks(device_ids):
+            sql = (
+                "SELECT device_id, count(*) FROM executions "
+                f"WHERE device_id IN ({_marks(len(chunk))}) AND state IN ({_PENDING_SQL}) "
+                "GROUP BY device_id"
+            )
+            counts.update(dict(self.conn.execute(sql, chunk).fetchall()))
+        return counts
+
+    def pending_of_device(self, device_id: str) -> list[Execution]:
+        cursor = self.conn.execute(Q["pending_of_device"], (device_id,))
+        return [rows.execution_from_row(r) for r in cursor]
+
+    def pending_of_request(self, request_id: str) -> list[Execution]:
+        cursor = self.conn.execute(Q["pending_of_request"], (request_id,))
+        return [rows.execution_from_row(r) for r in cursor]
+
+    def in_flight(self, route_id: str) -> dict[str, int]:
+        return dict(self.conn.execute(Q["in_flight"], (route_id,)).fetchall())
+
+    def queued(self, route_id: str, now: float, limit: int) -> list[Execution]:
+        cursor = self.conn.execute(Q["queued"], (route_id, now, now, limit))
+        return [rows.execution_from_row(r) for r in cursor]
+
+    def routes_with_due(self, now: float, limit: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(Q["routes_with_due"], (now, now, limit))]
+
+    def due_timers(self, now: float, limit: int) -> list[Execution]:
+        cursor = self.conn.execute(Q["due_timers"], (now, limit))
+        return [rows.execution_from_row(r) for r in cursor]

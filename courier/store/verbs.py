@@ -1,0 +1,351 @@
+"""The store's domain verbs, written once over `Tx` and run inside a backend's transaction.
+
+Each verb loads rows, asks courier.core.lifecycle what changes, and persists the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from courier.core import lifecycle
+from courier.core.policy import over_queue_bound, select_by_presence
+from courier.core.records import (
+    ApiKey,
+    Change,
+    CommandRequest,
+    DeliveryPolicy,
+    Device,
+    Dispatch,
+    Execution,
+    Ignored,
+)
+from courier.errors import (
+    AlreadyExists,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    QueueFull,
+    UnknownDevices,
+)
+from courier.ids import new_id
+from courier.schemas.states import TERMINAL, ExecutionState
+from courier.store.tx import Tx
+
+IDEMPOTENCY_WINDOW = 24 * 3600.0
+Rand = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    request: CommandRequest
+    executions: list[Execution]
+    replayed: bool
+
+
+def apply(tx: Tx, changes: Sequence[Change]) -> None:
+    """Persist decided changes and their events, and remember them for the listeners."""
+    for change in changes:
+        if change.before is None:
+            tx.insert_executions([change.after])
+        else:
+            tx.update_execution(change.before, change.after)
+    tx.insert_events([c.event for c in changes])
+    tx.changes.extend(changes)
+
+
+def route_of(device: Device) -> str:
+    """The device whose MQTT topics carry this device's commands (its gateway if attached)."""
+    return device.gateway_id or device.id
+
+
+def reachable(tx: Tx, device: Device) -> bool:
+    """Online, and behind an online gateway when attached to one."""
+    if not device.online:
+        return False
+    if device.gateway_id is None:
+        return True
+    gateway = tx.get_device(device.gateway_id)
+    return gateway is not None and gateway.online
+
+
+# --- tenants, keys, devices -------------------------------------------------------------
+
+
+def add_api_key(tx: Tx, key: ApiKey) -> None:
+    if not tx.tenant_exists(key.tenant):
+        tx.insert_tenant(key.tenant, key.created_at)
+    tx.put_api_key(key)
+
+
+def revoke_api_key(tx: Tx, tenant: str, key_id: str, now: float) -> ApiKey:
+    key = tx.get_api_key(key_id)
+    if key is None or key.tenant != tenant:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        key = replace(key, revoked_at=now)
+        tx.put_api_key(key)
+    return key
+
+
+def add_device(tx: Tx, device: Device) -> Device:
+    if tx.get_device(device.id) is not None:
+        raise AlreadyExists(f"device {device.id} is already registered")
+    if not tx.tenant_exists(device.tenant):
+        tx.insert_tenant(device.tenant, device.created_at)
+    tx.insert_device(device)
+    return device
+
+
+def tenant_device(tx: Tx, tenant: str, device_id: str) -> Device:
+    device = tx.get_device(device_id)
+    if device is None or device.tenant != tenant:
+        raise NotFound(f"no device {device_id}")
+    return device
+
+
+def update_device(
+    tx: Tx, tenant: str, device_id: str, fields: dict[str, Any], now: float
+) -> Device:
+    device = replace(tenant_device(tx, tenant, device_id), updated_at=now, **fields)
+    tx.update_device(device)
+    return device
+
+
+def delete_device(tx: Tx, tenant: str, device_id: str, actor: str, now: float) -> list[Change]:
+    tenant_device(tx, tenant, device_id)
+    changes = [
+        lifecycle.cancel(e, now, actor, "device deleted") for e in tx.pending_of_device(device_id)
+    ]
+    apply(tx, changes)
+    tx.delete_device(device_id)
+    return changes
+
+
+def set_presence(tx: Tx, device_id: str, online: bool, now: float) -> tuple[Device, bool] | None:
+    """Record presence; answers the device and whether it changed, or None if unknown."""
+    device = tx.get_device(device_id)
+    if device is None:
+        return None
+    changed = device.online != online
+    tx.update_device(replace(device, online=online, last_seen=now))
+    return replace(device, online=online, last_seen=now), changed
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def create_request(tx: Tx, request: CommandRequest, queue_bound: int, now: float) -> Created:
+    """Store a request and one execution per selected device, atomically."""
+    key = request.idempotency_key
+    if key is not None:
+        found = tx.find_idempotent(request.tenant, key)
+        if found is not None and found[1] > now - IDEMPOTENCY_WINDOW:
+            prior = tx.get_request(found[0])
+            assert prior is not None
+            if prior.body_hash != request.body_hash:
+                raise IdempotencyConflict(
+                    "Idempotency-Key was already used for a different request within 24 h"
+                )
+            return Created(prior, tx.executions_of_request(prior.id), replayed=True)
+        if found is not None:
+            tx.forget_idempotency(request.tenant, key)
+    targets = list(dict.fromkeys(request.devices))
+    devices = tx.get_devices(targets)
+    unknown = [d for d in targets if d not in devices or devices[d].tenant != request.tenant]
+    if unknown:
+        raise UnknownDevices(unknown)
+    presence = {d: reachable(tx, devices[d]) for d in targets}
+    selected, skipped = select_by_presence(((d, presence[d]) for d in targets), request.device_type)
+    pending = tx.pending_counts(selected)
+    full = over_queue_bound({d: pending.get(d, 0) for d in selected}, queue_bound)
+    if full:
+        raise QueueFull(
+            f"queue bound of {queue_bound} pending executions reached for: {', '.join(full)}",
+            devices=full,
+        )
+    request = replace(request, devices=targets, skipped=skipped)
+    tx.insert_request(request)
+    changes = [
+        lifecycle.new_execution(request, new_id(), d, route_of(devices[d]), presence[d], now)
+        for d in selected
+    ]
+    apply(tx, changes)
+    return Created(request, [c.after for c in changes], replayed=False)
+
+
+def tenant_request(tx: Tx, tenant: str, request_id: str) -> CommandRequest:
+    request = tx.get_request(request_id)
+    if request is None or request.tenant != tenant:
+        raise NotFound(f"no command request {request_id}")
+    return request
+
+
+def cancel_request(
+    tx: Tx, tenant: str, request_id: str, actor: str, reason: str | None, now: float
+) -> list[Change]:
+    tenant_request(tx, tenant, request_id)
+    changes = [lifecycle.cancel(e, now, actor, reason) for e in tx.pending_of_request(request_id)]
+    apply(tx, changes)
+    return changes
+
+
+# --- executions -------------------------------------------------------------------------
+
+
+def tenant_execution(tx: Tx, tenant: str, execution_id: str) -> Execution:
+    execution = tx.get_execution(execution_id)
+    if execution is None or execution.tenant != tenant:
+        raise NotFound(f"no execution {execution_id}")
+    return execution
+
+
+def cancel_execution(
+    tx: Tx, tenant: str, execution_id: str, actor: str, reason: str | None, now: float
+) -> Change:
+    change = lifecycle.cancel(tenant_execution(tx, tenant, execution_id), now, actor, reason)
+    apply(tx, [change])
+    return change
+
+
+def update_state(
+    tx: Tx,
+    tenant: str,
+    execution_id: str,
+    state: ExecutionState,
+    reason: str | None,
+    output: Any,
+    progress: int | None,
+    actor: str,
+    now: float,
+    rand: Rand,
+) -> Execution:
+    execution = tenant_execution(tx, tenant, execution_id)
+    change = lifecycle.update_state(
+        execution, state, now, rand(), actor, reason=reason, output=output, progress=progress
+    )
+    if change is None:
+        return execution
+    apply(tx, [change])
+    return change.after
+
+
+def reissue(
+    tx: Tx, tenant: str, execution_id: str, actor: str, queue_bound: int, now: float
+) -> Execution:
+    """A new execution of a terminal one's request for the same device, linked to it."""
+    old = tenant_execution(tx, tenant, execution_id)
+    if old.state not in TERMINAL:
+        raise IllegalTransition(old.state, "re-issue", "only an ended execution can be re-issued")
+    device = tx.get_device(old.device_id)
+    if device is None or device.tenant != tenant:
+        raise InvalidInput(f"device {old.device_id} is no longer registered")
+    if over_queue_bound(tx.pending_counts([device.id]), queue_bound):
+        raise QueueFull(f"queue bound of {queue_bound} pending executions reached for {device.id}")
+    request = tx.get_request(old.request_id)
+    assert request is not None
+    request = replace(request, issued_by=actor)
+    change = lifecycle.new_execution(
+        request, new_id(), device.id, route_of(device), reachable(tx, device), now, old.id
+    )
+    apply(tx, [change])
+    return change.after
+
+
+# --- the engine's verbs -----------------------------------------------------------------
+
+
+def _room(policy: DeliveryPolicy, in_flight: dict[str, int], cap: int) -> int:
+    """How many more executions may go to a device now, by its delivery policy."""
+    total = sum(in_flight.values())
+    if policy is DeliveryPolicy.SEQUENTIAL_ON_RESULT:
+        return 0 if total else 1
+    if policy is DeliveryPolicy.SEQUENTIAL_ON_ACK:
+        return 0 if in_flight.get(ExecutionState.SENT, 0) else min(1, cap - total)
+    return cap - total
+
+
+def claim_due(
+    tx: Tx,
+    route_ids: Sequence[str] | None,
+    now: float,
+    limit: int,
+    in_flight_cap: int,
+    actor: str = lifecycle.BRIDGE,
+    require_online: bool = True,
+) -> list[Dispatch]:
+    """Mark due QUEUED executions SENT (committed before anything is published)."""
+    routes = list(route_ids) if route_ids is not None else tx.routes_with_due(now, limit)
+    out: list[Dispatch] = []
+    for route in routes:
+        if len(out) >= limit:
+            break
+        device = tx.get_device(route)
+        if device is None or (require_online and not device.online):
+            continue
+        room = min(
+            _room(device.delivery_policy, tx.in_flight(route), in_flight_cap), limit - len(out)
+        )
+        if room <= 0:
+            continue
+        changes = [lifecycle.send(e, now, actor) for e in tx.queued(route, now, room)]
+        apply(tx, changes)
+        for change in changes:
+            args, created = tx.request_args(change.after.request_id)
+            out.append(Dispatch(change.after, args, created))
+    return out
+
+
+def record_reply(
+    tx: Tx,
+    route_id: str,
+    execution_id: str,
+    state: ExecutionState,
+    reason: str | None,
+    progress: int | None,
+    output: Any,
+    attempt: int | None,
+    now: float,
+    rand: Rand,
+) -> Change | Ignored:
+    """A reply from the device (or gateway) that owns the topic it arrived on."""
+    execution = tx.get_execution(execution_id)
+    if execution is None:
+        return Ignored("unknown execution")
+    if execution.route_id != route_id:
+        return Ignored("foreign execution")
+    outcome = lifecycle.reply(
+        execution, state, now, rand(), f"device:{route_id}", reason, progress, output, attempt
+    )
+    if isinstance(outcome, Change):
+        apply(tx, [outcome])
+    elif outcome.event is not None:
+        tx.insert_events([outcome.event])
+    return outcome
+
+
+def fire_timers(tx: Tx, now: float, limit: int, rand: Rand) -> list[Change]:
+    changes = [
+        c for c in (lifecycle.on_timer(e, now, rand()) for e in tx.due_timers(now, limit)) if c
+    ]
+    apply(tx, changes)
+    return changes
+
+
+def inbox(
+    tx: Tx, tenant: str, device_id: str, now: float, limit: int, in_flight_cap: int
+) -> list[Dispatch]:
+    """Hand a polling device its due commands, marking them SENT."""
+    device = tenant_device(tx, tenant, device_id)
+    tx.update_device(replace(device, last_seen=now))
+    return claim_due(
+        tx,
+        [device.id],
+        now,
+        limit,
+        in_flight_cap,
+        actor=f"inbox:{device_id}",
+        require_online=False,
+    )

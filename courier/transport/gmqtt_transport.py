@@ -1,0 +1,186 @@
+"""The `Transport` over gmqtt (MQTT 5): the fastest asyncio client measured here.
+
+gmqtt with `optimistic_acknowledgement=False` sends the PUBACK of a QoS 1 message only when
+its async handler returns, which is how a reply is acknowledged only after its commit.
+asyncio and uvloop set TCP_NODELAY on TCP sockets, so Nagle's algorithm is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gmqtt
+from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50
+
+from courier.errors import TransportError
+from courier.transport.base import ConnectHandler, ConnectOptions, Message, MessageHandler
+
+log = logging.getLogger(__name__)
+SUBACK_TIMEOUT = 10.0
+
+
+def _first(values: Any) -> Any:
+    if isinstance(values, list):
+        return values[0] if values else None
+    return values
+
+
+class GmqttTransport:
+    """One gmqtt client: connects, reconnects by itself, resubscribes after each connect."""
+
+    def __init__(self, options: ConnectOptions) -> None:
+        self.options = options
+        self.on_message: MessageHandler | None = None
+        self.on_connect: ConnectHandler | None = None
+        self.on_disconnect: Callable[[], None] | None = None
+        self._topics: dict[str, int] = {}
+        self._client: Any = None
+        self._suback: dict[int, asyncio.Future[None]] = {}
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        client = self._client
+        return bool(client is not None and client._connection is not None and client.is_connected)
+
+    def _make_client(self) -> Any:
+        opts = self.options
+        will = None
+        if opts.will is not None:
+            will = gmqtt.Message(
+                opts.will.topic, opts.will.payload, qos=opts.will.qos, retain=opts.will.retain
+            )
+        client = gmqtt.Client(
+            opts.client_id,
+            clean_session=opts.clean_start,
+            optimistic_acknowledgement=False,
+            will_message=will,
+            logger=log,
+            session_expiry_interval=0 if opts.clean_start else opts.session_expiry,
+        )
+        client.set_config(
+            {"reconnect_retries": UNLIMITED_RECONNECTS, "reconnect_delay": opts.reconnect_delay}
+        )
+        if opts.username is not None:
+            client.set_auth_credentials(opts.username, opts.password)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_subscribe = self._handle_suback
+        return client
+
+    async def connect(self) -> None:
+        self._closing = False
+        client = self._client = self._make_client()
+        try:
+            await client.connect(
+                self.options.host,
+                self.options.port,
+                keepalive=self.options.keepalive,
+                version=MQTTv50,
+            )
+        except (OSError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
+            client.stop_reconnect()
+            self._client = None
+            raise TransportError(
+                f"cannot connect to mqtt://{self.options.host}:{self.options.port} "
+                f"as {self.options.client_id}: {exc}"
+            ) from exc
+
+    async def disconnect(self) -> None:
+        self._closing = True
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.disconnect()
+            except (OSError, RuntimeError) as exc:
+                log.debug("disconnect failed: %s", exc)
+
+    async def subscribe(self, topics: Sequence[str], qos: int = 1) -> None:
+        for topic in topics:
+            self._topics[topic] = qos
+        if self.connected:
+            await self._send_subscribe(list(topics), qos)
+
+    async def _send_subscribe(self, topics: list[str], qos: int) -> None:
+        subscriptions = [gmqtt.Subscription(t, qos=qos) for t in topics]
+        mid = self._client.subscribe(subscriptions)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._suback[mid] = waiter
+        try:
+            await asyncio.wait_for(waiter, SUBACK_TIMEOUT)
+        except TimeoutError as exc:
+            raise TransportError(f"no SUBACK for {topics} within {SUBACK_TIMEOUT} s") from exc
+        finally:
+            self._suback.pop(mid, None)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        expiry: int | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        if not self.connected:
+            raise TransportError("not connected to the broker")
+        properties: dict[str, Any] = {}
+        if expiry is not None:
+            properties["message_expiry_interval"] = max(1, int(expiry))
+        if response_topic is not None:
+            properties["response_topic"] = response_topic
+        if correlation_data is not None:
+            properties["correlation_data"] = correlation_data
+        if user_properties:
+            properties["user_property"] = list(user_properties)
+        self._client.publish(topic, payload, qos=qos, retain=retain, **properties)
+
+    # --- gmqtt callbacks ---------------------------------------------------------------
+
+    def _handle_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
+        session_present = bool(flags)
+        if self._topics:
+            by_qos: dict[int, list[str]] = {}
+            for topic, qos in self._topics.items():
+                by_qos.setdefault(qos, []).append(topic)
+            for qos, topics in by_qos.items():
+                client.subscribe([gmqtt.Subscription(t, qos=qos) for t in topics])
+        if self.on_connect is not None:
+            self.on_connect(session_present)
+
+    def _handle_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
+        if self.on_disconnect is not None and not self._closing:
+            self.on_disconnect()
+
+    def _handle_suback(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
+        waiter = self._suback.get(mid)
+        if waiter is not None and not waiter.done():
+            if any(q >= 0x80 for q in qos):
+                waiter.set_exception(TransportError(f"subscription refused (codes {qos})"))
+            else:
+                waiter.set_result(None)
+
+    async def _handle_message(
+        self, client: Any, topic: str | bytes, payload: bytes, qos: int, properties: Any
+    ) -> int:
+        if isinstance(topic, bytes):
+            topic = topic.decode("utf-8", "replace")
+        message = Message(
+            topic=topic,
+            payload=payload,
+            qos=qos,
+            retain=bool(properties.get("retain")),
+            response_topic=_first(properties.get("response_topic")),
+            correlation_data=_first(properties.get("correlation_data")),
+            user_properties=tuple(tuple(p) for p in properties.get("user_property", [])),
+        )
+        handler = self.on_message
+        if handler is not None:
+            await handler(message)  # raising withholds the PUBACK
+        return 0

@@ -1,0 +1,83 @@
+"""What only the SQLite backend promises: durability, migrations, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from courier.clock import FakeClock
+from courier.errors import StoreError, UnknownDevices
+from courier.schemas.states import ExecutionState
+from courier.store import ExecutionFilter, open_store
+from courier.store.sqlite import SqliteBackend
+from tests.helpers import device, request
+
+
+async def test_everything_survives_a_reopen(tmp_path: Path, clock: FakeClock) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    store = open_store(url)
+    await store.open()
+    await store.add_device(device("d1"))
+    created = await store.create_request(request(["d1"], clock), 100, clock.now())
+    await store.claim_due(None, clock.now(), 10, 10)
+    await store.close()
+    reopened = open_store(url)
+    await reopened.open()
+    execution = await reopened.get_execution("acme", created.executions[0].id)
+    assert execution.state is ExecutionState.SENT
+    assert len(await reopened.history("acme", execution.id)) == 2
+    await reopened.close()
+
+
+async def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    for _ in range(2):
+        store = open_store(f"sqlite:///{path}")
+        await store.open()
+        await store.close()
+    conn = sqlite3.connect(path)
+    versions = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    conn.close()
+    assert versions == [(1, "0001_initial.sql")]
+    assert mode == "wal"
+
+
+async def test_concurrent_writes_share_commits_and_a_failing_one_spoils_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    backend = SqliteBackend(str(tmp_path / "c.db"))
+    store = open_store(f"sqlite:///{tmp_path}/c.db")
+    store.backend = backend
+    backend.on_commit = store._notify
+    await store.open()
+    await store.add_device(device("d1"))
+    good = [store.create_request(request(["d1"], clock), 10_000, clock.now()) for _ in range(300)]
+    bad = [store.create_request(request(["ghost"], clock), 10_000, clock.now()) for _ in range(5)]
+    results = await asyncio.gather(*good, *bad, return_exceptions=True)
+    assert sum(1 for r in results if isinstance(r, UnknownDevices)) == 5
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 300
+    page = await store.list_executions("acme", ExecutionFilter(), 1, 0)
+    assert page.count == 300
+    await store.close()
+
+
+async def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/c.db")
+    with pytest.raises(StoreError, match="not open"):
+        await store.add_device(device("d1"))
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreError, match="not open"):
+        await store.find_device("d1")
+
+
+async def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = open_store(f"sqlite:///{blocker}/c.db")
+    with pytest.raises(StoreError, match="cannot open SQLite store"):
+        await store.open()
