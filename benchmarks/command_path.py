@@ -44,7 +44,7 @@ async def run(commands: int, devices: int, in_flight: int, workdir: Path) -> dic
         await service.register_device("bench", DeviceIn(id=device_id))
     agents = await start_agents(
         [(d, None) for d in ids],
-        SimulatorConfig(broker=broker.url, report_started=False),
+        SimulatorConfig(broker=broker.url),
     )
     stop = asyncio.Event()
     bridge_task = asyncio.create_task(bridge.run(stop))

@@ -487,3 +487,38 @@ def simulate(
         pass
     except CourierError as exc:
         _fail(exc.message)
+
+
+# --- bench ---------------------------------------------------------------------------------
+
+
+@main.command()
+@option(
+    "--runs", type=int, default=3, show_default=True, help="runs per figure (the median is shown)"
+)
+@option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also write every figure to this JSON file",
+)
+@option("--quick", is_flag=True, help="smaller runs, for a first look (one run each)")
+@option(
+    "--only",
+    default="raw,service,rest,fanout,drain,scale",
+    show_default=True,
+    help="comma-separated parts to run",
+)
+def bench(runs: int, json_path: Path | None, quick: bool, only: str) -> None:
+    """Measure Courier against the raw-MQTT limit of this machine (takes a few minutes)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "bench.py").is_file():
+        _fail("the benchmarks live in the repository's benchmarks/ folder: run from a checkout")
+    sys.path.insert(0, str(root))
+    from benchmarks.bench import Plan
+    from benchmarks.bench import main as run_bench
+
+    plan = Plan.quick() if quick else Plan(runs=runs)
+    plan.only = frozenset(p.strip() for p in only.split(",") if p.strip())
+    run_bench(plan, json_path)

@@ -42,6 +42,21 @@ def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+_last_second: list[object] = [None, ""]
+
+
 def isoformat(ts: float) -> str:
-    """An epoch timestamp as ISO 8601 UTC with milliseconds and a Z."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An epoch timestamp as ISO 8601 UTC with milliseconds and a Z.
+
+    Formatting the date is the slow part and consecutive calls mostly fall in the same
+    second, so the text of the last second is kept.
+    """
+    second = int(ts // 1)
+    micros = round((ts - second) * 1e6)  # as datetime rounds, so both agree to the digit
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    millis = micros // 1000
+    if _last_second[0] != second:
+        _last_second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[0] = second
+    return f"{_last_second[1]}.{millis:03d}Z"

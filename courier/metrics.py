@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -55,6 +57,22 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+
+        self._transition_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def count_transition(self, from_state: str, to_state: str) -> None:
+        key = (from_state, to_state)
+        child = self._transition_children.get(key)
+        if child is None:
+            child = self._transition_children[key] = self.transitions.labels(*key)
+        child.inc()
+
+    def observe_latency(self, state: str, seconds: float) -> None:
+        child = self._latency_children.get(state)
+        if child is None:
+            child = self._latency_children[state] = self.latency.labels(state)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

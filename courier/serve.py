@@ -77,6 +77,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             queue_bound=settings.queue_bound,
             ack_timeout=settings.ack_timeout,
             in_flight=settings.in_flight,
+            claim_on_create=True,
         ),
         clock,
     )

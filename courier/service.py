@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import orjson
 
@@ -18,7 +18,7 @@ from courier.credentials import (
     parse_api_key,
     secret_matches,
 )
-from courier.errors import Forbidden, Unauthorized
+from courier.errors import CourierError, Forbidden, Unauthorized
 from courier.ids import new_id
 from courier.schemas.api import CommandRequestIn, DeviceIn
 from courier.store import Store
@@ -33,6 +33,7 @@ class ServiceConfig:
     ack_timeout: float = 10.0
     in_flight: int = 100
     inbox_limit: int = 100
+    claim_on_create: bool = False  # a bridge runs in this process and publishes the sends
 
 
 class Service:
@@ -132,7 +133,10 @@ class Service:
         idempotency_key: str | None = None,
     ) -> CommandRequest:
         now = self.clock.now()
-        canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        body_hash = None
+        if idempotency_key is not None:
+            canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+            body_hash = hashlib.sha256(canonical).hexdigest()
         ack_timeout = body.ack_timeout if body.ack_timeout is not None else self.config.ack_timeout
         return CommandRequest(
             id=new_id(),
@@ -156,7 +160,7 @@ class Service:
             created_at=now,
             command_type=body.command_type,
             idempotency_key=idempotency_key,
-            body_hash=hashlib.sha256(canonical).hexdigest(),
+            body_hash=body_hash,
         )
 
     async def create_command(
@@ -168,12 +172,22 @@ class Service:
     ) -> Created:
         """Store a request and its executions; committed before this returns."""
         request = self.build_request(tenant, body, issued_by, idempotency_key)
-        return await self.store.create_request(request, self.config.queue_bound, request.created_at)
+        return await self.store.create_request(
+            request, self.config.queue_bound, request.created_at, self._claim_cap
+        )
 
-    async def create_prepared(self, request: CommandRequest) -> Created:
-        """Store an already built request (benchmarks and bulk callers build many at once)."""
-        request = replace(request, created_at=self.clock.now())
-        return await self.store.create_request(request, self.config.queue_bound, request.created_at)
+    async def create_commands(
+        self, tenant: str, bodies: list[CommandRequestIn], issued_by: str
+    ) -> list[Created | CourierError]:
+        """Many requests in one transaction (bulk callers, benchmarks); one result each."""
+        requests = [self.build_request(tenant, body, issued_by) for body in bodies]
+        return await self.store.create_requests(
+            requests, self.config.queue_bound, self.clock.now(), self._claim_cap
+        )
+
+    @property
+    def _claim_cap(self) -> int:
+        return self.config.in_flight if self.config.claim_on_create else 0
 
     # --- device inbox ------------------------------------------------------------------
 

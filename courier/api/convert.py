@@ -140,9 +140,11 @@ def page_out(
     def link(new_offset: int) -> str:
         return str(request.url.include_query_params(limit=limit, offset=new_offset))
 
+    more = offset + limit < page.count or (page.capped and len(page.results) == limit)
     return PageOut[R](
         count=page.count,
-        next=link(offset + limit) if offset + limit < page.count else None,
+        count_capped=page.capped,
+        next=link(offset + limit) if more else None,
         previous=link(max(0, offset - limit)) if offset > 0 else None,
         results=[convert(item) for item in page.results],
     )

@@ -60,6 +60,9 @@ class Bridge:
         self.topics = Topics(config.prefix)
         self.inbound = InboundHandler(self)
         self._dirty: dict[str, None] = {}
+        # Routes that may have QUEUED executions: a finished command frees a slot, which
+        # only matters to a device with something waiting. The sweep covers what this misses.
+        self._backlog: set[str] = set()
         self._dirty_all = True
         self._wake_dispatch = asyncio.Event()
         self._wake_timers = asyncio.Event()
@@ -93,6 +96,7 @@ class Bridge:
             qos=1,
         )
         self.metrics.connected.set(1)
+        self._backlog.update(await self.store.queued_routes())
         self._started.set()
         self.wake_all()
 
@@ -141,24 +145,40 @@ class Bridge:
         """Store listener: count, notify upstream, owe cancel notices, and nudge the loops."""
         now = self.clock.now()
         loop = asyncio.get_running_loop()
+        published = 0
+        # One commit may hold several changes of an execution (created, then sent at once):
+        # what waits for dispatch is decided by where each one ends.
+        final = {c.after.id: c.after.state for c in changes}
         for change in changes:
             before, after = change.before, change.after
+            if change.dispatch is not None:
+                published += self._publish_one(change.dispatch, now)
             if change.state_changed:
-                self.metrics.transitions.labels(
+                self.metrics.count_transition(
                     "NEW" if before is None else before.state.value, after.state.value
-                ).inc()
+                )
                 if after.state in TERMINAL:
-                    self.metrics.latency.labels(after.state.value).observe(
-                        max(0.0, after.updated_at - after.created_at)
+                    self.metrics.observe_latency(
+                        after.state.value, max(0.0, after.updated_at - after.created_at)
                     )
                 self._publish_event(change)
-            if after.state is S.QUEUED and (before is None or before.state is not S.QUEUED):
+            if (
+                after.state is S.QUEUED
+                and (before is None or before.state is not S.QUEUED)
+                and final[after.id] is S.QUEUED
+            ):
+                self._backlog.add(after.route_id)
                 if after.not_before <= now:
                     self._dirty[after.route_id] = None
                     self._wake_dispatch.set()
                 else:
                     loop.call_later(after.not_before - now, self.wake, [after.route_id])
-            elif before is not None and before.state in IN_FLIGHT and after.state != before.state:
+            elif (
+                before is not None
+                and before.state in IN_FLIGHT
+                and after.state != before.state
+                and after.route_id in self._backlog
+            ):
                 self._dirty[after.route_id] = None
                 self._wake_dispatch.set()
             if (
@@ -173,6 +193,8 @@ class Bridge:
             ):
                 self._next_timer = after.wake_at
                 self._wake_timers.set()
+        if published:
+            self.metrics.published.inc(published)
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -187,7 +209,8 @@ class Bridge:
             await self.dispatch_once()
 
     async def dispatch_once(self) -> int:
-        """Claim and publish what is due: everything after a wake_all, else the dirty routes.
+        """Claim what is due: everything after a wake_all, else the dirty routes. The commit
+        listener publishes the claimed sends (as it does those created already SENT).
 
         The time is read for each claim: work created while a claim runs has a later
         `not_before` than a time read before it, and must not be skipped.
@@ -200,7 +223,7 @@ class Bridge:
                 claimed = await self.store.claim_due(
                     None, self.clock.now(), self.config.claim_batch, self.config.in_flight
                 )
-                sent += self._publish(claimed)
+                sent += len(claimed)
                 if len(claimed) < self.config.claim_batch or self._stopping:
                     break
         while self._dirty and not self._stopping:
@@ -210,34 +233,30 @@ class Bridge:
             claimed = await self.store.claim_due(
                 routes, self.clock.now(), self.config.claim_batch, self.config.in_flight
             )
-            sent += self._publish(claimed)
+            sent += len(claimed)
+            served = {d.execution.route_id for d in claimed}
+            self._backlog.difference_update(r for r in routes if r not in served)
             if len(claimed) >= self.config.claim_batch:
                 for route in routes:
                     self._dirty[route] = None
         return sent
 
-    def _publish(self, claimed: list[Dispatch]) -> int:
-        now = self.clock.now()
-        published = 0
-        for dispatch in claimed:
-            execution = dispatch.execution
-            attached = execution.device_id if execution.device_id != execution.route_id else None
-            payload = envelope_bytes(dispatch, device=attached)
-            try:
-                self.transport.publish(
-                    self.topics.command(execution.route_id, execution.id),
-                    payload,
-                    qos=1,
-                    expiry=max(1, int(execution.expires_at - now)),
-                )
-            except TransportError as exc:
-                # Stays SENT; the ack timeout resends it once the broker is back.
-                self.metrics.publish_errors.inc()
-                log.warning("publish failed: %s", exc, extra={"execution": execution.id})
-                continue
-            published += 1
-        self.metrics.published.inc(published)
-        return published
+    def _publish_one(self, dispatch: Dispatch, now: float) -> int:
+        """Publish a committed send; 0 if the broker is away (the ack timeout resends it)."""
+        execution = dispatch.execution
+        attached = execution.device_id if execution.device_id != execution.route_id else None
+        try:
+            self.transport.publish(
+                self.topics.command(execution.route_id, execution.id),
+                envelope_bytes(dispatch, device=attached),
+                qos=1,
+                expiry=max(1, int(execution.expires_at - now)),
+            )
+        except TransportError as exc:
+            self.metrics.publish_errors.inc()
+            log.warning("publish failed: %s", exc, extra={"execution": execution.id})
+            return 0
+        return 1
 
     def _send_cancel_notice(self, route: str, execution_id: str) -> None:
         try:

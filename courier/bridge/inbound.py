@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from courier.core.records import Change
+from courier.core.records import Change, Ignored
 from courier.errors import InvalidInput
 from courier.schemas.mqtt import decode_presence, decode_reply
 from courier.schemas.states import ExecutionState
+from courier.store.verbs import IncomingReply
 from courier.topics import ParsedTopic, TopicKind
 from courier.transport import Message
 
@@ -23,6 +25,40 @@ class InboundHandler:
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
+        self._pending: tuple[list[IncomingReply], asyncio.Future[list[Change | Ignored]]] | None
+        self._pending = None
+
+    def _enqueue(self, item: IncomingReply) -> tuple[int, asyncio.Future[list[Change | Ignored]]]:
+        """Join the batch of replies that one store transaction will record.
+
+        The batch is flushed once the messages already received in this loop iteration have
+        joined it, so a burst of replies costs one transaction, not one each.
+        """
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = ([], loop.create_future())
+            loop.call_soon(self._flush)
+        items, future = self._pending
+        items.append(item)
+        return len(items) - 1, future
+
+    def _flush(self) -> None:
+        assert self._pending is not None
+        items, future = self._pending
+        self._pending = None
+        task = asyncio.ensure_future(
+            self.bridge.store.record_replies(items, self.bridge.clock.now())
+        )
+
+        def done(finished: asyncio.Future[list[Change | Ignored]]) -> None:
+            if finished.cancelled():
+                future.cancel()
+            elif (error := finished.exception()) is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(finished.result())
+
+        task.add_done_callback(done)
 
     def _reject(self, message: Message, kind: str, reason: str, detail: str) -> None:
         self.bridge.metrics.rejected.labels(kind, reason).inc()
@@ -55,16 +91,18 @@ class InboundHandler:
         except InvalidInput as exc:
             self._reject(message, "reply", str(exc.extra.get("why", "invalid")), exc.message)
             return
-        outcome = await bridge.store.record_reply(
-            parsed.device,
-            parsed.execution,
-            ExecutionState(reply.state),
-            reply.reason,
-            reply.progress,
-            reply.output,
-            reply.attempt,
-            bridge.clock.now(),
+        index, batch = self._enqueue(
+            IncomingReply(
+                parsed.device,
+                parsed.execution,
+                ExecutionState(reply.state),
+                reply.reason,
+                reply.progress,
+                reply.output,
+                reply.attempt,
+            )
         )
+        outcome = (await batch)[index]  # raises if the store failed: no PUBACK, redelivered
         if isinstance(outcome, Change):
             bridge.metrics.replies.labels("applied").inc()
             return

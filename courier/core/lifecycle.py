@@ -7,7 +7,6 @@ what these decide; they never decide themselves.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from courier.core.policy import attempts_left, backoff_delay, earliest, expiry, retries_on
@@ -66,7 +65,7 @@ def _change(
     target = fields.get("state", before.state)
     if target != before.state and not can_transition(before.state, target):
         raise IllegalTransition(before.state, target)
-    after = replace(before, updated_at=now, **fields)
+    after = before._replace(updated_at=now, **fields)
     return Change(before, after, _event(before, after, now, actor, note, kind, data))
 
 
@@ -103,8 +102,8 @@ def new_execution(
     )
     reason = "created" if retry_of is None else f"re-issue of {retry_of}"
     if request.ttl == 0 and not online:
-        execution = replace(
-            execution, state=S.EXPIRED, wake_at=None, reason="device offline and ttl is 0"
+        execution = execution._replace(
+            state=S.EXPIRED, wake_at=None, reason="device offline and ttl is 0"
         )
         reason = "device offline and ttl is 0 (instant command)"
     event = _event(None, execution, now, request.issued_by, reason, kind="created")

@@ -81,7 +81,7 @@ class Agent:
         prefix: str = "courier",
         transport: Transport | None = None,
         replies: ReplyLog | None = None,
-        report_started: bool = True,
+        report_started: float | None = 1.0,
         clock: Clock | None = None,
     ) -> None:
         self.device_id = device_id
@@ -255,8 +255,13 @@ class Agent:
             self._finish(record, "FAILED", reason=f"unknown command {ctx.command}")
             return
         self.runs[ctx.execution_id] += 1
-        if self.report_started:
+        started: asyncio.TimerHandle | None = None
+        if self.report_started == 0:
             self._reply(ctx.execution_id, "IN_PROGRESS")
+        elif self.report_started is not None:
+            started = asyncio.get_running_loop().call_later(
+                self.report_started, self._report_running, ctx.execution_id
+            )
         try:
             async with asyncio.timeout(ctx.timeout):
                 output = await handler(ctx)
@@ -274,6 +279,15 @@ class Agent:
             self._finish(record, "FAILED", reason=f"{type(exc).__name__}: {exc}")
         else:
             self._finish(record, "SUCCEEDED", output=output)
+        finally:
+            if started is not None:
+                started.cancel()
+
+    def _report_running(self, execution_id: str) -> None:
+        """IN_PROGRESS for a handler still running after `report_started` seconds."""
+        record = self.replies.get(execution_id)
+        if record is not None and record.state == "ACKNOWLEDGED":
+            self._reply(execution_id, "IN_PROGRESS")
 
     def _cancel(self, execution_id: str) -> None:
         task = self._tasks.get(execution_id)

@@ -21,7 +21,7 @@ class SimulatorConfig:
     latency_ms: float = 0.0
     fail_rate: float = 0.0
     seed: int | None = None
-    report_started: bool = True
+    report_started: float | None = 1.0
 
 
 def simulated_agent(

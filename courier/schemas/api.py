@@ -222,7 +222,8 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class PageOut(BaseModel, Generic[T]):
-    count: int
+    count: int = Field(description="matches, counted up to 10,000 (see count_capped)")
+    count_capped: bool = Field(False, description="true when more than `count` match")
     next: str | None
     previous: str | None
     results: list[T]

@@ -23,7 +23,7 @@ from courier.core.records import (
     Ignored,
     Page,
 )
-from courier.errors import NotFound
+from courier.errors import CourierError, NotFound
 from courier.schemas.states import ExecutionState
 from courier.store import verbs
 from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
@@ -128,10 +128,19 @@ class Store:
     # --- command requests --------------------------------------------------------------
 
     async def create_request(
-        self, request: CommandRequest, queue_bound: int, now: float
+        self, request: CommandRequest, queue_bound: int, now: float, in_flight_cap: int = 0
     ) -> verbs.Created:
+        """Store a request; with `in_flight_cap`, executions that can go now are created SENT."""
         return await self.backend.write(
-            lambda tx: verbs.create_request(tx, request, queue_bound, now)
+            lambda tx: verbs.create_request(tx, request, queue_bound, now, in_flight_cap)
+        )
+
+    async def create_requests(
+        self, requests: Sequence[CommandRequest], queue_bound: int, now: float, in_flight_cap: int
+    ) -> list[verbs.Created | CourierError]:
+        """Many requests in one transaction; each result is its Created or its error."""
+        return await self.backend.write(
+            lambda tx: verbs.create_requests(tx, requests, queue_bound, now, in_flight_cap)
         )
 
     async def get_request(self, tenant: str, request_id: str) -> CommandRequest:
@@ -239,8 +248,20 @@ class Store:
             )
         )
 
+    async def record_replies(
+        self, replies: Sequence[verbs.IncomingReply], now: float
+    ) -> list[Change | Ignored]:
+        """Replies in arrival order, one transaction; outcomes in the same order."""
+        return await self.backend.write(
+            lambda tx: verbs.record_replies(tx, replies, now, self._rand)
+        )
+
     async def fire_timers(self, now: float, limit: int) -> list[Change]:
         return await self.backend.write(lambda tx: verbs.fire_timers(tx, now, limit, self._rand))
+
+    async def queued_routes(self, limit: int = 100_000) -> list[str]:
+        """Routes (devices or gateways) that have QUEUED executions."""
+        return await self.backend.read(lambda tx: tx.queued_routes(limit))
 
     async def next_wake_at(self) -> float | None:
         return await self.backend.read(lambda tx: tx.next_wake())

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from courier.schemas.states import ExecutionState
 
+COUNT_CAP = 10_000
+"""Lists count their matches exactly up to this many; past it they say the count is capped."""
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:

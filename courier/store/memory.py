@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from courier.core.records import (
@@ -17,7 +16,7 @@ from courier.core.records import (
 )
 from courier.errors import StoreError
 from courier.schemas.states import IN_FLIGHT, PENDING, ExecutionState
-from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
+from courier.store.filters import COUNT_CAP, DeviceFilter, ExecutionFilter, RequestFilter
 from courier.store.tx import ReadTx, Tx
 
 T = TypeVar("T")
@@ -34,6 +33,10 @@ class _Data:
         self.executions: dict[str, Execution] = {}
         self.events: dict[str, list[Event]] = {}
         self.seq = 0
+
+
+def _page(found: list[T], limit: int, offset: int) -> Page[T]:
+    return Page(min(len(found), COUNT_CAP), found[offset : offset + limit], len(found) > COUNT_CAP)
 
 
 class MemoryTx:
@@ -91,7 +94,7 @@ class MemoryTx:
             ),
             key=lambda d: d.id,
         )
-        return Page(len(found), found[offset : offset + limit])
+        return _page(found, limit, offset)
 
     def get_request(self, request_id: str) -> CommandRequest | None:
         return self.d.requests.get(request_id)
@@ -112,7 +115,7 @@ class MemoryTx:
             )
 
         found = [r for r in reversed(self.d.requests.values()) if keep(r)]
-        return Page(len(found), found[offset : offset + limit])
+        return _page(found, limit, offset)
 
     def request_state_counts(self, request_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -146,7 +149,7 @@ class MemoryTx:
             )
 
         found = sorted((e for e in self.d.executions.values() if keep(e)), key=lambda e: -e.seq)
-        return Page(len(found), found[offset : offset + limit])
+        return _page(found, limit, offset)
 
     def history(self, execution_id: str) -> list[Event]:
         return list(self.d.events.get(execution_id, []))
@@ -202,10 +205,10 @@ class MemoryTx:
             if execution.id in self.d.executions:
                 raise StoreError(f"duplicate execution id {execution.id}")
             self.d.seq += 1
-            self._set(self.d.executions, execution.id, replace(execution, seq=self.d.seq))
+            self._set(self.d.executions, execution.id, execution._replace(seq=self.d.seq))
 
     def update_execution(self, before: Execution, after: Execution) -> None:
-        self._set(self.d.executions, after.id, replace(after, seq=before.seq))
+        self._set(self.d.executions, after.id, after._replace(seq=before.seq))
 
     def insert_events(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -213,12 +216,13 @@ class MemoryTx:
             log.append(event)
             self._undo.append(log.pop)  # type: ignore[arg-type]
 
-    def pending_counts(self, device_ids: Sequence[str]) -> dict[str, int]:
+    def pending_counts(self, device_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         wanted = set(device_ids)
-        counts: dict[str, int] = {}
+        counts: dict[str, dict[str, int]] = {}
         for e in self.d.executions.values():
             if e.device_id in wanted and e.state in PENDING:
-                counts[e.device_id] = counts.get(e.device_id, 0) + 1
+                by_state = counts.setdefault(e.device_id, {})
+                by_state[e.state] = by_state.get(e.state, 0) + 1
         return counts
 
     def pending_of_device(self, device_id: str) -> list[Execution]:
@@ -258,12 +262,24 @@ class MemoryTx:
         due.sort(key=lambda e: (-e.priority, e.seq))
         return due[:limit]
 
+    def has_due_ahead(self, route_id: str, now: float, priority: int) -> bool:
+        return any(
+            e.route_id == route_id and self._due(e, now) and e.priority >= priority
+            for e in self.d.executions.values()
+        )
+
     def routes_with_due(self, now: float, limit: int) -> list[str]:
         routes: dict[str, None] = {}
         for e in sorted(self.d.executions.values(), key=lambda e: e.seq):
             device = self.d.devices.get(e.route_id)
             if self._due(e, now) and device is not None and device.online:
                 routes[e.route_id] = None
+        return list(routes)[:limit]
+
+    def queued_routes(self, limit: int) -> list[str]:
+        routes = {
+            e.route_id: None for e in self.d.executions.values() if e.state is ExecutionState.QUEUED
+        }
         return list(routes)[:limit]
 
     def due_timers(self, now: float, limit: int) -> list[Execution]:

@@ -89,25 +89,32 @@ REQUEST_COLUMNS = (
     "body_hash",
     "skipped",
 )
-# Execution fields that map one-to-one to a column (the rest: retry policy, output, internal).
-_PLAIN_FIELDS = (
-    "state",
-    "attempt",
-    "priority",
-    "timeout",
-    "ack_timeout",
-    "updated_at",
-    "expires_at",
-    "not_before",
-    "sent_at",
-    "ack_deadline",
-    "deadline",
-    "wake_at",
-    "reason",
-    "progress",
-    "reply_floor",
-    "retry_of",
+# Execution fields that an update may change, by their index in the record.
+_MUTABLE = tuple(
+    (Execution._fields.index(name), name)
+    for name in (
+        "state",
+        "attempt",
+        "priority",
+        "timeout",
+        "ack_timeout",
+        "updated_at",
+        "expires_at",
+        "not_before",
+        "sent_at",
+        "ack_deadline",
+        "deadline",
+        "wake_at",
+        "reason",
+        "progress",
+        "reply_floor",
+        "retry_of",
+    )
 )
+_OUTPUT = Execution._fields.index("output")
+_INTERNAL = Execution._fields.index("internal")
+_STATES = {s.value: s for s in ExecutionState}
+_RETRY: dict[tuple[Any, ...], RetryPolicy] = {}
 
 FRAGMENTS = {
     "exec_columns": ", ".join(EXEC_COLUMNS),
@@ -127,68 +134,30 @@ def loads_or_none(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def _retry(key: tuple[Any, ...]) -> RetryPolicy:
+    policy = _RETRY.get(key)
+    if policy is None:
+        policy = RetryPolicy(key[0], RetryOn(key[1]), key[2], key[3], key[4])
+        if len(_RETRY) < 1024:
+            _RETRY[key] = policy
+    return policy
+
+
 def execution_from_row(row: tuple[Any, ...]) -> Execution:
-    (
-        id_,
-        tenant,
-        request_id,
-        device_id,
-        route_id,
-        command,
-        state,
-        attempt,
-        retry_max,
-        retry_on,
-        b_initial,
-        b_multiplier,
-        b_max,
-        priority,
-        timeout,
-        ack_timeout,
-        created_at,
-        updated_at,
-        expires_at,
-        not_before,
-        sent_at,
-        ack_deadline,
-        deadline,
-        wake_at,
-        reason,
-        output,
-        progress,
-        reply_floor,
-        retry_of,
-        internal,
-        seq,
-    ) = row
-    return Execution(
-        id=id_,
-        tenant=tenant,
-        request_id=request_id,
-        device_id=device_id,
-        route_id=route_id,
-        command=command,
-        state=ExecutionState(state),
-        attempt=attempt,
-        retry=RetryPolicy(retry_max, RetryOn(retry_on), b_initial, b_multiplier, b_max),
-        priority=priority,
-        timeout=timeout,
-        ack_timeout=ack_timeout,
-        created_at=created_at,
-        updated_at=updated_at,
-        expires_at=expires_at,
-        not_before=not_before,
-        sent_at=sent_at,
-        ack_deadline=ack_deadline,
-        deadline=deadline,
-        wake_at=wake_at,
-        reason=reason,
-        output=loads_or_none(output),
-        progress=progress,
-        reply_floor=reply_floor,
-        retry_of=retry_of,
-        internal=bool(internal),
-        seq=seq,
+    """A row of EXEC_COLUMNS as a record (positional: this runs for every row the bridge reads)."""
+    output = row[25]
+    return Execution._make(
+        (
+            *row[:6],
+            _STATES[row[6]],
+            row[7],
+            _retry(row[8:13]),
+            *row[13:25],
+            None if output is None else orjson.loads(output),
+            *row[26:29],
+            bool(row[29]),
+            row[30],
+        )
     )
 
 
@@ -231,13 +200,13 @@ def execution_params(e: Execution) -> tuple[Any, ...]:
 def execution_diff(before: Execution, after: Execution) -> dict[str, Any]:
     """The columns whose values differ, so an UPDATE touches only the indexes it must."""
     diff: dict[str, Any] = {}
-    for name in _PLAIN_FIELDS:
-        value = getattr(after, name)
-        if value != getattr(before, name):
-            diff[name] = value.value if isinstance(value, ExecutionState) else value
-    if after.output != before.output:
+    for index, name in _MUTABLE:
+        value = after[index]
+        if value != before[index]:
+            diff[name] = value
+    if after[_OUTPUT] != before[_OUTPUT]:
         diff["output"] = None if after.output is None else dumps(after.output)
-    if after.internal != before.internal:
+    if after[_INTERNAL] != before[_INTERNAL]:
         diff["internal"] = int(after.internal)
     return diff
 

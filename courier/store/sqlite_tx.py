@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from courier.core.records import (
 )
 from courier.schemas.states import PENDING
 from courier.store import sqlite_rows as rows
-from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
+from courier.store.filters import COUNT_CAP, DeviceFilter, ExecutionFilter, RequestFilter
 from courier.store.queries import load_queries
 
 Q = load_queries("sqlite", **rows.FRAGMENTS)
@@ -30,6 +31,26 @@ _PENDING_SQL = ", ".join(f"'{s.value}'" for s in sorted(PENDING))
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
+
+
+_last_seq = [0]
+
+
+def _event_seq() -> int:
+    """Increasing numbers that order events (nanoseconds, never repeating)."""
+    value = max(time.time_ns(), _last_seq[0] + 1)
+    _last_seq[0] = value
+    return value
+
+
+def _count(
+    conn: sqlite3.Connection, table: str, clause: str, params: Sequence[Any]
+) -> tuple[int, bool]:
+    """Matches of `clause`, counted up to COUNT_CAP: an exact count of a million rows
+    would cost more than the page it describes."""
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {clause} LIMIT {COUNT_CAP + 1})"
+    found: int = conn.execute(sql, params).fetchone()[0]
+    return min(found, COUNT_CAP), found > COUNT_CAP
 
 
 def _marks(count: int) -> str:
@@ -84,15 +105,13 @@ class SqliteTx:
             where.append("kind = ?")
             params.append(flt.kind)
         clause = " AND ".join(where)
-        count = self.conn.execute(
-            f"SELECT count(*) FROM devices WHERE {clause}", params
-        ).fetchone()[0]
+        count, capped = _count(self.conn, "devices", clause, params)
         sql = (
             f"SELECT {rows.FRAGMENTS['device_columns']} FROM devices WHERE {clause} "
             "ORDER BY id LIMIT ? OFFSET ?"
         )
         found = [rows.device_from_row(r) for r in self.conn.execute(sql, [*params, limit, offset])]
-        return Page(count, found)
+        return Page(count, found, capped)
 
     def get_request(self, request_id: str) -> CommandRequest | None:
         row = self._one(Q["get_request"], (request_id,))
@@ -124,15 +143,16 @@ class SqliteTx:
             where.append("created_at < ?")
             params.append(flt.until)  # type: ignore[arg-type]
         clause = " AND ".join(where)
-        count = self.conn.execute(
-            f"SELECT count(*) FROM requests WHERE {clause}", params
-        ).fetchone()[0]
+        count, capped = _count(self.conn, "requests", clause, params)
+        # A time window is served by the created_at index, so it orders by it.
+        timed = flt.since is not None or flt.until is not None
+        order = "created_at DESC, seq DESC" if timed else "seq DESC"
         sql = (
             f"SELECT {rows.FRAGMENTS['request_columns']} FROM requests WHERE {clause} "
-            "ORDER BY seq DESC LIMIT ? OFFSET ?"
+            f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
         found = [rows.request_from_row(r) for r in self.conn.execute(sql, [*params, limit, offset])]
-        return Page(count, found)
+        return Page(count, found, capped)
 
     def request_state_counts(self, request_id: str) -> dict[str, int]:
         return dict(self.conn.execute(Q["request_state_counts"], (request_id,)).fetchall())
@@ -171,15 +191,16 @@ class SqliteTx:
             where.append("created_at < ?")
             params.append(flt.until)
         clause = " AND ".join(where)
-        count = self.conn.execute(
-            f"SELECT count(*) FROM executions WHERE {clause}", params
-        ).fetchone()[0]
+        count, capped = _count(self.conn, "executions", clause, params)
+        timed = flt.since is not None or flt.until is not None
+        narrow = flt.request_ids or flt.device_ids
+        order = "created_at DESC, seq DESC" if timed and not narrow else "seq DESC"
         sql = (
             f"SELECT {rows.FRAGMENTS['exec_columns']} FROM executions WHERE {clause} "
-            "ORDER BY seq DESC LIMIT ? OFFSET ?"
+            f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
         cursor = self.conn.execute(sql, [*params, limit, offset])
-        return Page(count, [rows.execution_from_row(r) for r in cursor])
+        return Page(count, [rows.execution_from_row(r) for r in cursor], capped)
 
     def history(self, execution_id: str) -> list[Event]:
         return [rows.event_from_row(r) for r in self.conn.execute(Q["history"], (execution_id,))]
@@ -245,17 +266,23 @@ class SqliteTx:
 
     def insert_events(self, events: Sequence[Event]) -> None:
         if events:
-            self.conn.executemany(Q["insert_event"], [rows.event_params(e) for e in events])
+            params = [(*rows.event_params(e), _event_seq()) for e in events]
+            self.conn.executemany(Q["insert_event"], params)
 
-    def pending_counts(self, device_ids: Sequence[str]) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def pending_counts(self, device_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
         for chunk in _chunks(device_ids):
-            sql = (
-                "SELECT device_id, count(*) FROM executions "
-                f"WHERE device_id IN ({_marks(len(chunk))}) AND state IN ({_PENDING_SQL}) "
-                "GROUP BY device_id"
-            )
-            counts.update(dict(self.conn.execute(sql, chunk).fetchall()))
+            if len(chunk) == 1:
+                sql, params = Q["pending_of_one"], chunk
+            else:
+                sql = (
+                    "SELECT device_id, state, count(*) FROM executions "
+                    f"WHERE device_id IN ({_marks(len(chunk))}) AND state IN ({_PENDING_SQL}) "
+                    "GROUP BY device_id, state"
+                )
+                params = chunk
+            for device_id, state, count in self.conn.execute(sql, params):
+                counts.setdefault(device_id, {})[state] = count
         return counts
 
     def pending_of_device(self, device_id: str) -> list[Execution]:
@@ -273,8 +300,14 @@ class SqliteTx:
         cursor = self.conn.execute(Q["queued"], (route_id, now, now, limit))
         return [rows.execution_from_row(r) for r in cursor]
 
+    def has_due_ahead(self, route_id: str, now: float, priority: int) -> bool:
+        return self._one(Q["has_due_ahead"], (route_id, now, now, priority)) is not None
+
     def routes_with_due(self, now: float, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["routes_with_due"], (now, now, limit))]
+
+    def queued_routes(self, limit: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(Q["queued_routes"], (limit,))]
 
     def due_timers(self, now: float, limit: int) -> list[Execution]:
         cursor = self.conn.execute(Q["due_timers"], (now, limit))

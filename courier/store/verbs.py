@@ -23,6 +23,7 @@ from courier.core.records import (
 )
 from courier.errors import (
     AlreadyExists,
+    CourierError,
     IdempotencyConflict,
     IllegalTransition,
     InvalidInput,
@@ -31,7 +32,7 @@ from courier.errors import (
     UnknownDevices,
 )
 from courier.ids import new_id
-from courier.schemas.states import TERMINAL, ExecutionState
+from courier.schemas.states import IN_FLIGHT, TERMINAL, ExecutionState
 from courier.store.tx import Tx
 
 IDEMPOTENCY_WINDOW = 24 * 3600.0
@@ -137,8 +138,15 @@ def set_presence(tx: Tx, device_id: str, online: bool, now: float) -> tuple[Devi
 # --- requests -----------------------------------------------------------------------------
 
 
-def create_request(tx: Tx, request: CommandRequest, queue_bound: int, now: float) -> Created:
-    """Store a request and one execution per selected device, atomically."""
+def create_request(
+    tx: Tx, request: CommandRequest, queue_bound: int, now: float, in_flight_cap: int = 0
+) -> Created:
+    """Store a request and one execution per selected device, atomically.
+
+    With `in_flight_cap`, an execution whose device is reachable and would be the next one
+    sent is created already SENT (its dispatch rides on the change for the bridge to
+    publish after the commit): one transaction instead of two for the common case.
+    """
     key = request.idempotency_key
     if key is not None:
         found = tx.find_idempotent(request.tenant, key)
@@ -159,21 +167,91 @@ def create_request(tx: Tx, request: CommandRequest, queue_bound: int, now: float
         raise UnknownDevices(unknown)
     presence = {d: reachable(tx, devices[d]) for d in targets}
     selected, skipped = select_by_presence(((d, presence[d]) for d in targets), request.device_type)
-    pending = tx.pending_counts(selected)
-    full = over_queue_bound({d: pending.get(d, 0) for d in selected}, queue_bound)
+    counts = tx.pending_counts(selected)
+    full = over_queue_bound({d: sum(counts.get(d, {}).values()) for d in selected}, queue_bound)
     if full:
         raise QueueFull(
             f"queue bound of {queue_bound} pending executions reached for: {', '.join(full)}",
             devices=full,
         )
-    request = replace(request, devices=targets, skipped=skipped)
+    if request.skipped != skipped or request.devices != targets:
+        request = replace(request, devices=targets, skipped=skipped)
     tx.insert_request(request)
-    changes = [
-        lifecycle.new_execution(request, new_id(), d, route_of(devices[d]), presence[d], now)
-        for d in selected
-    ]
-    apply(tx, changes)
-    return Created(request, [c.after for c in changes], replayed=False)
+    changes: list[Change] = []
+    for device_id in selected:
+        device = devices[device_id]
+        route = route_of(device)
+        created = lifecycle.new_execution(
+            request, new_id(), device_id, route, presence[device_id], now
+        )
+        changes.append(created)
+        if (
+            in_flight_cap
+            and presence[device_id]
+            and created.after.state is ExecutionState.QUEUED
+            and _room(
+                device.delivery_policy, _in_flight_of(tx, route, device_id, counts), in_flight_cap
+            )
+            > 0
+            and not _due_ahead(tx, route, device_id, counts, now, request.priority)
+        ):
+            sent = lifecycle.send(created.after, now)
+            dispatch = Dispatch(sent.after, request.args, request.created_at)
+            changes.append(Change(created.after, sent.after, sent.event, dispatch))
+    _apply_new(tx, changes)
+    return Created(request, _latest(changes), replayed=False)
+
+
+def _in_flight_of(
+    tx: Tx, route: str, device_id: str, counts: dict[str, dict[str, int]]
+) -> dict[str, int]:
+    if route != device_id:  # an attached device: its gateway's window counts
+        return tx.in_flight(route)
+    return {s: n for s, n in counts.get(device_id, {}).items() if s in IN_FLIGHT}
+
+
+def _due_ahead(
+    tx: Tx,
+    route: str,
+    device_id: str,
+    counts: dict[str, dict[str, int]],
+    now: float,
+    priority: int,
+) -> bool:
+    if route == device_id and not counts.get(device_id, {}).get(ExecutionState.QUEUED):
+        return False
+    return tx.has_due_ahead(route, now, priority)
+
+
+def create_requests(
+    tx: Tx, requests: Sequence[CommandRequest], queue_bound: int, now: float, in_flight_cap: int
+) -> list[Created | CourierError]:
+    """Several requests in one transaction; each succeeds or fails on its own.
+
+    Safe without savepoints because `create_request` checks everything before it writes.
+    """
+    results: list[Created | CourierError] = []
+    for request in requests:
+        try:
+            results.append(create_request(tx, request, queue_bound, now, in_flight_cap))
+        except CourierError as exc:
+            results.append(exc)
+    return results
+
+
+def _apply_new(tx: Tx, changes: list[Change]) -> None:
+    """Persist the changes of new executions: one insert per execution, in its final state."""
+    tx.insert_executions(_latest(changes))
+    tx.insert_events([c.event for c in changes])
+    tx.changes.extend(changes)
+
+
+def _latest(changes: list[Change]) -> list[Execution]:
+    """Each execution as the last of `changes` leaves it, in order of first appearance."""
+    final: dict[str, Execution] = {}
+    for change in changes:
+        final[change.after.id] = change.after
+    return list(final.values())
 
 
 def tenant_request(tx: Tx, tenant: str, request_id: str) -> CommandRequest:
@@ -242,7 +320,8 @@ def reissue(
     device = tx.get_device(old.device_id)
     if device is None or device.tenant != tenant:
         raise InvalidInput(f"device {old.device_id} is no longer registered")
-    if over_queue_bound(tx.pending_counts([device.id]), queue_bound):
+    pending = {d: sum(states.values()) for d, states in tx.pending_counts([device.id]).items()}
+    if over_queue_bound(pending, queue_bound):
         raise QueueFull(f"queue bound of {queue_bound} pending executions reached for {device.id}")
     request = tx.get_request(old.request_id)
     assert request is not None
@@ -275,8 +354,13 @@ def claim_due(
     in_flight_cap: int,
     actor: str = lifecycle.BRIDGE,
     require_online: bool = True,
+    publish: bool = True,
 ) -> list[Dispatch]:
-    """Mark due QUEUED executions SENT (committed before anything is published)."""
+    """Mark due QUEUED executions SENT (committed before anything is published).
+
+    With `publish`, each change carries its dispatch, which the bridge publishes once the
+    commit is done; the inbox passes False, since a polling device takes them over HTTP.
+    """
     routes = list(route_ids) if route_ids is not None else tx.routes_with_due(now, limit)
     out: list[Dispatch] = []
     for route in routes:
@@ -290,11 +374,16 @@ def claim_due(
         )
         if room <= 0:
             continue
-        changes = [lifecycle.send(e, now, actor) for e in tx.queued(route, now, room)]
+        changes = []
+        for execution in tx.queued(route, now, room):
+            change = lifecycle.send(execution, now, actor)
+            args, created = tx.request_args(execution.request_id)
+            dispatch = Dispatch(change.after, args, created)
+            changes.append(
+                Change(change.before, change.after, change.event, dispatch if publish else None)
+            )
+            out.append(dispatch)
         apply(tx, changes)
-        for change in changes:
-            args, created = tx.request_args(change.after.request_id)
-            out.append(Dispatch(change.after, args, created))
     return out
 
 
@@ -326,6 +415,63 @@ def record_reply(
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingReply:
+    route_id: str
+    execution_id: str
+    state: ExecutionState
+    reason: str | None
+    progress: int | None
+    output: Any
+    attempt: int | None
+
+
+def record_replies(
+    tx: Tx, replies: Sequence[IncomingReply], now: float, rand: Rand
+) -> list[Change | Ignored]:
+    """Many replies in arrival order; an execution read and written once however many it got."""
+    current: dict[str, Execution | None] = {}
+    first: dict[str, Execution] = {}
+    outcomes: list[Change | Ignored] = []
+    events = []
+    for item in replies:
+        execution_id = item.execution_id
+        if execution_id not in current:
+            current[execution_id] = tx.get_execution(execution_id)
+        execution = current[execution_id]
+        if execution is None:
+            outcomes.append(Ignored("unknown execution"))
+            continue
+        if execution.route_id != item.route_id:
+            outcomes.append(Ignored("foreign execution"))
+            continue
+        outcome = lifecycle.reply(
+            execution,
+            item.state,
+            now,
+            rand(),
+            f"device:{item.route_id}",
+            item.reason,
+            item.progress,
+            item.output,
+            item.attempt,
+        )
+        outcomes.append(outcome)
+        if isinstance(outcome, Change):
+            first.setdefault(execution_id, execution)
+            current[execution_id] = outcome.after
+            events.append(outcome.event)
+            tx.changes.append(outcome)
+        elif outcome.event is not None:
+            events.append(outcome.event)
+    for execution_id, before in first.items():
+        after = current[execution_id]
+        assert after is not None
+        tx.update_execution(before, after)
+    tx.insert_events(events)
+    return outcomes
+
+
 def fire_timers(tx: Tx, now: float, limit: int, rand: Rand) -> list[Change]:
     changes = [
         c for c in (lifecycle.on_timer(e, now, rand()) for e in tx.due_timers(now, limit)) if c
@@ -348,4 +494,5 @@ def inbox(
         in_flight_cap,
         actor=f"inbox:{device_id}",
         require_online=False,
+        publish=False,
     )

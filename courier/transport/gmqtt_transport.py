@@ -17,6 +17,7 @@ from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50
 
 from courier.errors import TransportError
 from courier.transport.base import ConnectHandler, ConnectOptions, Message, MessageHandler
+from courier.transport.packets import publish_packet
 
 log = logging.getLogger(__name__)
 SUBACK_TIMEOUT = 10.0
@@ -40,6 +41,8 @@ class GmqttTransport:
         self._client: Any = None
         self._suback: dict[int, asyncio.Future[None]] = {}
         self._closing = False
+        self._topic_cache: dict[str, bytes] = {}
+        self._outgoing: list[bytes] = []
 
     @property
     def connected(self) -> bool:
@@ -130,6 +133,9 @@ class GmqttTransport:
     ) -> None:
         if not self.connected:
             raise TransportError("not connected to the broker")
+        if response_topic is None and correlation_data is None and not user_properties:
+            self._publish_direct(topic, payload, qos, retain, expiry)
+            return
         properties: dict[str, Any] = {}
         if expiry is not None:
             properties["message_expiry_interval"] = max(1, int(expiry))
@@ -140,6 +146,44 @@ class GmqttTransport:
         if user_properties:
             properties["user_property"] = list(user_properties)
         self._client.publish(topic, payload, qos=qos, retain=retain, **properties)
+
+    def _publish_direct(
+        self, topic: str, payload: bytes, qos: int, retain: bool, expiry: int | None
+    ) -> None:
+        """Build the packet here and hand it to gmqtt's connection: a QoS 1 packet is kept
+        in gmqtt's store, as its own publish would, for replay when the session resumes."""
+        client = self._client
+        connection = client._connection
+        mqtt5 = client._connection_state.protocol_version == MQTTv50
+        topic_bytes = self._topic_cache.get(topic)
+        if topic_bytes is None:
+            topic_bytes = topic.encode()
+            if len(self._topic_cache) < 10_000:
+                self._topic_cache[topic] = topic_bytes
+        mid = connection._protocol.id_generator.next_id() if qos else None
+        packet = publish_packet(
+            topic_bytes,
+            payload,
+            qos,
+            retain,
+            mid,
+            None if expiry is None else max(1, expiry),
+            mqtt5,
+        )
+        if qos:
+            client._persistent_storage.push_message(mid, packet)
+        # One socket write for all that is published in this loop iteration, not one each.
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush_outgoing, connection)
+        self._outgoing.append(packet)
+
+    def _flush_outgoing(self, connection: Any) -> None:
+        packets, self._outgoing = self._outgoing, []
+        client = self._client
+        if client is not None and connection is client._connection and not connection.is_closing():
+            connection.send_package(b"".join(packets))
+        # Otherwise the connection is gone: QoS 1 packets are replayed from gmqtt's store
+        # when the session resumes (or resent after their ack timeout); QoS 0 may be lost.
 
     # --- gmqtt callbacks ---------------------------------------------------------------
 

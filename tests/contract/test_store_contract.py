@@ -29,6 +29,7 @@ from courier.errors import (
 from courier.schemas.states import ExecutionState
 from courier.store import ExecutionFilter, RequestFilter, Store
 from courier.store.filters import DeviceFilter
+from courier.store.verbs import IncomingReply
 from tests.helpers import device, request
 
 S = ExecutionState
@@ -452,3 +453,121 @@ async def test_a_failing_verb_leaves_no_trace(store: Store, clock: FakeClock) ->
     with pytest.raises(StoreError, match=r"(?i)duplicate|unique"):
         await store.create_request(duplicate, 100, clock.now())
     assert (await store.list_executions("acme", ExecutionFilter(), 10, 0)).count == 1
+
+
+async def test_an_execution_that_can_go_now_is_created_sent_with_its_dispatch(
+    store: Store, clock: FakeClock
+) -> None:
+    await setup_devices(store, "on")
+    await setup_devices(store, "off", online=False)
+    heard: list[Change] = []
+    store.add_listener(heard.extend)
+    created = await store.create_request(
+        request(["on", "off"], clock, args={"a": 1}), 100, clock.now(), in_flight_cap=10
+    )
+    states = {e.device_id: e.state for e in created.executions}
+    assert states == {"on": S.SENT, "off": S.QUEUED}
+    dispatches = [c.dispatch for c in heard if c.dispatch is not None]
+    assert [(d.execution.device_id, d.args) for d in dispatches] == [("on", {"a": 1})]
+    sent = await store.get_execution("acme", dispatches[0].execution.id)
+    assert sent.state is S.SENT
+    assert sent.attempt == 1
+    history = await store.history("acme", sent.id)
+    assert [(e.from_state, e.to_state) for e in history] == [(None, S.QUEUED), (S.QUEUED, S.SENT)]
+
+
+async def test_created_sent_only_when_nothing_waits_ahead_and_there_is_room(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.add_device(device("seq", delivery_policy=DeliveryPolicy.SEQUENTIAL_ON_RESULT))
+    first = await store.create_request(request(["seq"], clock), 100, clock.now(), in_flight_cap=10)
+    second = await store.create_request(request(["seq"], clock), 100, clock.now(), in_flight_cap=10)
+    assert first.executions[0].state is S.SENT
+    assert second.executions[0].state is S.QUEUED  # one at a time on this device
+    await setup_devices(store, "burst")
+    await store.create_request(request(["burst"], clock), 100, clock.now(), in_flight_cap=1)
+    waiting = await store.create_request(
+        request(["burst"], clock), 100, clock.now(), in_flight_cap=1
+    )
+    assert waiting.executions[0].state is S.QUEUED  # window full
+    later = await store.create_request(request(["burst"], clock), 100, clock.now(), in_flight_cap=5)
+    assert later.executions[0].state is S.QUEUED  # an older one is due first
+
+
+async def test_many_requests_in_one_call_each_succeed_or_fail_alone(
+    store: Store, clock: FakeClock
+) -> None:
+    await setup_devices(store, "d1")
+    results = await store.create_requests(
+        [request(["d1"], clock), request(["ghost"], clock), request(["d1"], clock)],
+        100,
+        clock.now(),
+        10,
+    )
+    assert isinstance(results[1], UnknownDevices)
+    assert [type(r).__name__ for r in results] == ["Created", "UnknownDevices", "Created"]
+    assert (await store.list_executions("acme", ExecutionFilter(), 10, 0)).count == 2
+
+
+async def test_replies_in_one_batch_are_applied_in_order_and_written_once(
+    store: Store, clock: FakeClock
+) -> None:
+    await setup_devices(store, "d1", "d2")
+    created = await store.create_request(request(["d1"], clock), 100, clock.now(), in_flight_cap=10)
+    eid = created.executions[0].id
+    heard: list[Change] = []
+    store.add_listener(heard.extend)
+    outcomes = await store.record_replies(
+        [
+            IncomingReply("d1", eid, S.ACKNOWLEDGED, None, None, None, 1),
+            IncomingReply("d2", eid, S.FAILED, None, None, None, 1),
+            IncomingReply("d1", "nope", S.SUCCEEDED, None, None, None, 1),
+            IncomingReply("d1", eid, S.SUCCEEDED, "done", None, {"ok": 1}, 1),
+            IncomingReply("d1", eid, S.SUCCEEDED, "done", None, {"ok": 1}, 1),
+        ],
+        clock.now(),
+    )
+    assert [o.after.state if isinstance(o, Change) else o.why for o in outcomes] == [
+        S.ACKNOWLEDGED,
+        "foreign execution",
+        "unknown execution",
+        S.SUCCEEDED,
+        "duplicate",
+    ]
+    assert [(c.before.state, c.after.state) for c in heard if c.before] == [
+        (S.SENT, S.ACKNOWLEDGED),
+        (S.ACKNOWLEDGED, S.SUCCEEDED),
+    ]
+    final = await store.get_execution("acme", eid)
+    assert final.state is S.SUCCEEDED
+    assert final.output == {"ok": 1}
+    assert [e.to_state for e in await store.history("acme", eid)][-2:] == [
+        S.ACKNOWLEDGED,
+        S.SUCCEEDED,
+    ]
+
+
+async def test_counts_stop_at_the_cap_and_say_so(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import courier.store.memory
+    import courier.store.sqlite_tx
+
+    monkeypatch.setattr(courier.store.sqlite_tx, "COUNT_CAP", 3)
+    monkeypatch.setattr(courier.store.memory, "COUNT_CAP", 3)
+    await setup_devices(store, "d1")
+    for _ in range(5):
+        await store.create_request(request(["d1"], clock), 100, clock.now())
+    page = await store.list_executions("acme", ExecutionFilter(), 2, 0)
+    assert (page.count, page.capped, len(page.results)) == (3, True, 2)
+    exact = await store.list_executions("acme", ExecutionFilter(), 2, 0)
+    assert exact.capped
+    few = await store.list_requests("acme", RequestFilter(command="NONE"), 2, 0)
+    assert (few.count, few.capped) == (0, False)
+
+
+async def test_queued_routes(store: Store, clock: FakeClock) -> None:
+    await setup_devices(store, "on")
+    await setup_devices(store, "off", online=False)
+    await store.create_request(request(["on", "off"], clock), 100, clock.now(), in_flight_cap=10)
+    assert await store.queued_routes() == ["off"]

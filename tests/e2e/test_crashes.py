@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -89,7 +90,11 @@ async def start_fleet(c: CourierProcess, api: httpx.Client, drop_rate: float) ->
     rng = random.Random(7)
     for i in range(DEVICES):
         device_id = f"{c.prefix}-dev{i}"
-        response = api.post("/devices", json={"id": device_id})  # noqa: ASYNC212 - set-up
+        # Half the fleet takes commands one at a time, so a backlog stays QUEUED while the
+        # other half runs its commands together: a crash finds work in every state.
+        policy = "sequential_on_result" if i % 2 else "burst"
+        body = {"id": device_id, "delivery_policy": policy}
+        response = api.post("/devices", json=body)  # noqa: ASYNC212 - set-up
         assert response.status_code == 201, response.text
         password = response.json()["credentials"]["password"]
         inner = Agent.default_transport(device_id, password, c.broker.url, c.prefix)
@@ -98,7 +103,7 @@ async def start_fleet(c: CourierProcess, api: httpx.Client, drop_rate: float) ->
 
         @agent.default_handler
         async def work(ctx: CommandContext) -> dict[str, str]:
-            await asyncio.sleep(rng.uniform(0.005, 0.04))
+            await asyncio.sleep(rng.uniform(0.02, 0.15))
             return {"done": ctx.execution_id}
 
         agents.append(agent)
@@ -157,6 +162,7 @@ async def crash_mid_flight(
     crash: Callable[[], None],
     recover: Callable[[], None],
     drop_rate: float,
+    inspect: Callable[[], None] = lambda: None,
     **options: object,
 ) -> None:
     """Start Courier and a fleet, create 500 commands, crash while they run, check the end."""
@@ -172,6 +178,7 @@ async def crash_mid_flight(
             await eventually(some_done, what="work under way")
             await asyncio.to_thread(crash)
             assert sum(sum(a.runs.values()) for a in agents) < COMMANDS, "crashed too late"
+            inspect()
             await asyncio.sleep(0.5)
             await asyncio.to_thread(recover)
             await finish(c, api, agents, ids, lossy=drop_rate > 0)
@@ -184,10 +191,27 @@ async def test_sigkill_of_courier_mid_flight_loses_nothing_and_runs_nothing_twic
     courier_process: CourierProcess,
 ) -> None:
     c = courier_process
+
+    def states_left_behind() -> None:
+        path = c.store.removeprefix("sqlite:///")
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT state, count(*) FROM executions GROUP BY state")
+            left = dict(rows.fetchall())
+        print(f"\nat the kill: {left}")
+        assert left.get("QUEUED", 0) > 0
+        assert sum(left.get(s, 0) for s in ("SENT", "ACKNOWLEDGED", "IN_PROGRESS")) > 0
+
     # A 10 % lossy device link forces resends, so duplicates reach the devices. Five attempts:
     # the chance that such a link loses one result five times in a row is 1e-5.
     await crash_mid_flight(
-        c, c.kill, c.start, drop_rate=0.1, ack_timeout=1, timeout=2, retry={"max_attempts": 5}
+        c,
+        c.kill,
+        c.start,
+        drop_rate=0.1,
+        inspect=states_left_behind,
+        ack_timeout=1,
+        timeout=2,
+        retry={"max_attempts": 5},
     )
 
 

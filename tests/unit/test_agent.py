@@ -91,7 +91,7 @@ async def test_duplicates_run_once_and_are_answered_with_the_last_reply(
     upstream.send("e1", attempt=2)
     await broker.settle()
     assert agent.runs["e1"] == 1
-    assert upstream.states("e1") == ["ACKNOWLEDGED", "IN_PROGRESS", "SUCCEEDED", "SUCCEEDED"]
+    assert upstream.states("e1") == ["ACKNOWLEDGED", "SUCCEEDED", "SUCCEEDED"]
     last = upstream.replies[-1][1]
     assert last["attempt"] == 2
     assert last["output"] == {"args": {"n": 1}}
@@ -227,7 +227,43 @@ async def test_progress_is_reported(
     upstream.send("e1")
     await broker.settle()
     progress = [b.get("progress") for _, b in upstream.replies if b["state"] == "IN_PROGRESS"]
-    assert progress == [None, 30, 90]
+    assert progress == [30, 90]
+
+
+@pytest.mark.parametrize(
+    ("report_started", "sleep", "expected"),
+    [
+        (0.0, 0.0, ["ACKNOWLEDGED", "IN_PROGRESS", "SUCCEEDED"]),
+        (0.05, 0.2, ["ACKNOWLEDGED", "IN_PROGRESS", "SUCCEEDED"]),
+        (0.5, 0.0, ["ACKNOWLEDGED", "SUCCEEDED"]),
+        (None, 0.2, ["ACKNOWLEDGED", "SUCCEEDED"]),
+    ],
+)
+async def test_in_progress_is_reported_for_handlers_still_running(
+    broker: MemoryBroker,
+    upstream: Upstream,
+    clock: FakeClock,
+    report_started: float | None,
+    sleep: float,
+    expected: list[str],
+) -> None:
+    agent = Agent(
+        "d1",
+        transport=broker.transport(ConnectOptions(client_id="d1")),
+        clock=clock,
+        report_started=report_started,
+    )
+
+    @agent.handler("X")
+    async def handle(ctx: CommandContext) -> None:
+        await asyncio.sleep(sleep)
+
+    await agent.start()
+    upstream.send("e1")
+    await broker.settle()
+    await asyncio.sleep(sleep + 0.05)
+    await broker.settle()
+    assert upstream.states("e1") == expected
 
 
 async def test_a_persistent_log_remembers_across_restarts(

@@ -94,7 +94,7 @@ async def test_command_reaches_online_device_and_succeeds(rig: Rig) -> None:
     assert execution.state is S.SUCCEEDED
     assert execution.output == {"ran": "REBOOT"}
     states = [e.to_state for e in await rig.store.history("acme", execution.id)]
-    assert states == [S.QUEUED, S.SENT, S.ACKNOWLEDGED, S.IN_PROGRESS, S.IN_PROGRESS, S.SUCCEEDED]
+    assert states == [S.QUEUED, S.SENT, S.ACKNOWLEDGED, S.IN_PROGRESS, S.SUCCEEDED]
     events = rig.published("courier/tenants/acme/events")
     assert [e["state"] for e in events] == [
         "QUEUED",
@@ -237,3 +237,16 @@ async def test_ttl_passing_while_offline_expires_and_never_delivers(rig: Rig) ->
     await rig.settle()
     assert (await rig.store.get_execution("acme", created.executions[0].id)).state is S.EXPIRED
     assert rig.published("courier/devices/d1/commands/+") == []
+
+
+async def test_a_command_created_sent_is_published_by_the_commit_listener(rig: Rig) -> None:
+    await rig.store.add_device(device("d1", online=False))
+    await rig.mark_online("d1", rig.silent_device("d1"))
+    created = await rig.store.create_request(
+        request(["d1"], rig.clock, args={"x": 1}), 100, rig.clock.now(), in_flight_cap=10
+    )
+    envelopes = rig.published("courier/devices/d1/commands/+")
+    assert [(e["id"], e["args"], e["attempt"]) for e in envelopes] == [
+        (created.executions[0].id, {"x": 1}, 1)
+    ]
+    assert await rig.bridge.dispatch_once() == 0  # nothing left waiting

@@ -20,7 +20,7 @@ NOW = 1000.0
 def fresh(online: bool = True, **overrides: Any) -> Execution:
     req = request(["d1"], ttl=overrides.pop("ttl", 3600))
     change = lifecycle.new_execution(req, "e1", "d1", "d1", online, NOW)
-    return replace(change.after, **overrides)
+    return change.after._replace(**overrides)
 
 
 def sent(**overrides: Any) -> Execution:
@@ -199,7 +199,7 @@ def test_deadline_retries_on_timeout_then_times_out() -> None:
     assert out is not None
     assert out.after.state is S.QUEUED
     assert out.after.reply_floor == 0  # a late success of attempt 1 still counts
-    last = replace(ack.after, attempt=3)
+    last = ack.after._replace(attempt=3)
     final = lifecycle.on_timer(last, NOW + 30, 0.0)
     assert final is not None
     assert final.after.state is S.TIMED_OUT
@@ -209,7 +209,7 @@ def test_deadline_retries_on_timeout_then_times_out() -> None:
 def test_no_retry_past_the_ttl() -> None:
     ack = lifecycle.reply(sent(ttl=31), S.ACKNOWLEDGED, NOW + 1, 0.5, "d")
     assert isinstance(ack, Change)
-    late = replace(ack.after, deadline=NOW + 30.5, wake_at=NOW + 30.5)
+    late = ack.after._replace(deadline=NOW + 30.5, wake_at=NOW + 30.5)
     out = lifecycle.on_timer(late, NOW + 30.5, 0.999)  # a ~1 s backoff would end past the ttl
     assert out is not None
     assert out.after.state is S.TIMED_OUT

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from courier.api.limits import RateLimiter
+from courier.clock import isoformat
 from courier.credentials import (
     mosquitto_hash,
     mosquitto_verify,
@@ -123,3 +127,9 @@ def test_new_ids_sort_by_creation() -> None:
     assert len(set(ids)) == 50
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
     assert all(i[14] == "7" for i in ids)
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_fast_isoformat_matches_datetime(ts: float) -> None:
+    expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    assert isoformat(ts) == expected.replace("+00:00", "Z")

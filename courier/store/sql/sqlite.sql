@@ -70,6 +70,13 @@ WHERE device_id = ? AND state IN ({pending_states}) ORDER BY seq;
 SELECT {exec_columns} FROM executions
 WHERE request_id = ? AND state IN ({pending_states}) ORDER BY seq;
 
+-- name: pending_of_one
+SELECT device_id, state, count(*) FROM executions
+WHERE device_id = ? AND state IN ({pending_states}) GROUP BY state;
+
+-- name: queued_routes
+SELECT DISTINCT route_id FROM executions WHERE state = 'QUEUED' LIMIT ?;
+
 -- name: in_flight
 SELECT state, count(*) FROM executions
 WHERE route_id = ? AND state IN ('SENT', 'ACKNOWLEDGED', 'IN_PROGRESS') GROUP BY state;
@@ -78,6 +85,11 @@ WHERE route_id = ? AND state IN ('SENT', 'ACKNOWLEDGED', 'IN_PROGRESS') GROUP BY
 SELECT {exec_columns} FROM executions
 WHERE route_id = ? AND state = 'QUEUED' AND not_before <= ? AND expires_at > ?
 ORDER BY priority DESC, seq LIMIT ?;
+
+-- name: has_due_ahead
+SELECT 1 FROM executions
+WHERE route_id = ? AND state = 'QUEUED' AND not_before <= ? AND expires_at > ? AND priority >= ?
+LIMIT 1;
 
 -- name: routes_with_due
 SELECT DISTINCT e.route_id FROM executions AS e JOIN devices AS d ON d.id = e.route_id
@@ -103,9 +115,9 @@ SELECT count(*) FROM executions WHERE state = 'SCHEDULED';
 
 -- name: insert_event
 INSERT INTO events
-    (execution_id, tenant_id, at, kind, from_state, to_state, actor, attempt, reason, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    (execution_id, tenant_id, at, kind, from_state, to_state, actor, attempt, reason, data, seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: history
 SELECT execution_id, tenant_id, at, kind, from_state, to_state, actor, attempt, reason, data
-FROM events WHERE execution_id = ? ORDER BY id;
+FROM events WHERE execution_id = ? ORDER BY seq;

@@ -56,6 +56,9 @@ CREATE TABLE requests (
     skipped          TEXT NOT NULL
 );
 CREATE INDEX ix_requests_tenant ON requests (tenant_id, seq);
+CREATE INDEX ix_requests_command ON requests (tenant_id, command, seq);
+CREATE INDEX ix_requests_issuer ON requests (tenant_id, issued_by, seq);
+CREATE INDEX ix_requests_created ON requests (tenant_id, created_at);
 CREATE UNIQUE INDEX ix_requests_idempotency ON requests (tenant_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
@@ -106,10 +109,15 @@ CREATE INDEX ix_executions_device ON executions (device_id, seq);
 CREATE INDEX ix_executions_device_state ON executions (device_id, state, seq);
 CREATE INDEX ix_executions_tenant ON executions (tenant_id, seq);
 CREATE INDEX ix_executions_tenant_state ON executions (tenant_id, state, seq);
+-- On columns that never change: they cost an insert, never an update.
+CREATE INDEX ix_executions_command ON executions (tenant_id, command, seq);
+CREATE INDEX ix_executions_created ON executions (tenant_id, created_at);
 
+-- Clustered by execution: one B-tree per event insert, a history is one range read.
+-- seq orders the events of an execution (a per-process monotonic clock in nanoseconds).
 CREATE TABLE events (
-    id            INTEGER PRIMARY KEY,
     execution_id  TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
     tenant_id     TEXT NOT NULL,
     at            REAL NOT NULL,
     kind          TEXT NOT NULL,
@@ -118,6 +126,6 @@ CREATE TABLE events (
     actor         TEXT NOT NULL,
     attempt       INTEGER NOT NULL,
     reason        TEXT,
-    data          TEXT
-);
-CREATE INDEX ix_events_execution ON events (execution_id, id);
+    data          TEXT,
+    PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;

@@ -1,0 +1,339 @@
+"""`courier bench`: Courier against the raw-MQTT limit of this machine, in one run.
+
+Everything runs here, on one machine: a private Mosquitto (`set_tcp_nodelay true`), the
+device simulator (`courier simulate`) in its own process, Courier in this process (service
+layer) or as `courier serve` (REST), and the load. Each figure is the median of `--runs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks import e2e, fleet, raw, rest, scale
+from benchmarks.harness import (
+    CourierServe,
+    EventWatch,
+    PresenceWatch,
+    Simulator,
+    median,
+    start_broker,
+)
+from courier.clock import SystemClock
+from courier.schemas.api import DeviceIn
+from courier.service import Service, ServiceConfig
+from courier.store import open_store
+
+TENANT = "bench"
+WINDOWS = (10, 100, 1000)
+
+
+@dataclass
+class Plan:
+    runs: int = 3
+    devices: int = 50
+    commands: int = 20_000
+    rest_commands: int = 10_000
+    fan_out: int = 1000
+    drain_devices: int = 5000
+    drain_per_device: int = 10
+    scale_rows: int = 1_000_000
+    only: frozenset[str] = frozenset({"raw", "service", "rest", "fanout", "drain", "scale"})
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(runs=1, commands=3000, rest_commands=2000, drain_devices=500, scale_rows=100_000)
+
+
+@dataclass
+class Results:
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def put(self, key: str, value: Any) -> None:
+        self.figures[key] = value
+
+
+async def repeat(runs: int, fn: Callable[[], Awaitable[dict[str, float]]]) -> dict[str, float]:
+    """Median of each figure over `runs` runs."""
+    samples = [await fn() for _ in range(runs)]
+    return {k: median(s[k] for s in samples) for k in samples[0]}
+
+
+async def register(store_path: Path, devices: list[str]) -> None:
+    """Register devices directly in a store before a `courier serve` opens it."""
+    store = open_store(f"sqlite:///{store_path}")
+    await store.open()
+    service = Service(store, ServiceConfig(), SystemClock())
+    for device_id in devices:
+        await service.register_device(TENANT, DeviceIn(id=device_id))
+    await store.close()
+
+
+def log(message: str) -> None:
+    print(f"  … {message}", flush=True)
+
+
+async def run(plan: Plan, workdir: Path) -> Results:
+    results = Results()
+    broker = start_broker(workdir)
+    prefix = "bench"
+    try:
+        simulator = Simulator(broker, prefix, "sim", plan.devices)
+        devices = simulator.device_ids
+        watch = PresenceWatch(broker, prefix, "bench-presence")
+        await watch.start()
+        store_path = workdir / "service.db"
+        await register(store_path, devices)
+        simulator.start()
+        await watch.wait_for(devices)
+        if "raw" in plan.only:
+            for window in WINDOWS:
+                log(f"raw MQTT, {window} in flight")
+                results.put(
+                    f"raw/{window}",
+                    await repeat(
+                        plan.runs,
+                        partial(
+                            raw.raw_round_trips, broker, prefix, devices, plan.commands, window
+                        ),
+                    ),
+                )
+        if "service" in plan.only:
+            async with e2e.courier_in_process(broker, prefix, store_path) as courier:
+                await e2e.wait_online(courier, devices)
+                for window in WINDOWS:
+                    log(f"Courier via the service layer, {window} in flight")
+                    results.put(
+                        f"service/{window}",
+                        await repeat(
+                            plan.runs,
+                            partial(e2e.run_window, courier, devices, plan.commands, window),
+                        ),
+                    )
+        if "rest" in plan.only or "fanout" in plan.only:
+            await rest_and_fan_out(plan, results, broker, prefix, workdir, devices, simulator)
+        simulator.stop()
+        if "drain" in plan.only:
+            await drain(plan, results, broker, prefix, workdir)
+        if "scale" in plan.only:
+            await scale_queries(plan, results, broker, prefix, workdir)
+        await watch.stop()
+    finally:
+        broker.stop()
+    return results
+
+
+async def rest_and_fan_out(
+    plan: Plan,
+    results: Results,
+    broker: Any,
+    prefix: str,
+    workdir: Path,
+    devices: list[str],
+    simulator: Simulator,
+) -> None:
+    fan_devices = [f"fan-{i}" for i in range(plan.fan_out)]
+    store_path = workdir / "rest.db"
+    await register(store_path, devices + fan_devices)
+    serve = CourierServe(broker, prefix, store_path, workdir)
+    key = serve.api_key(TENANT)
+    await serve.start()
+    events = EventWatch(broker, prefix, TENANT)
+    await events.start()
+    try:
+        if "rest" in plan.only:
+            for window in (100, 1000):
+                log(f"Courier via REST, {window} in flight")
+                results.put(
+                    f"rest/{window}",
+                    await repeat(
+                        plan.runs,
+                        partial(
+                            rest.rest_window,
+                            serve.port,
+                            key,
+                            TENANT,
+                            devices,
+                            events,
+                            plan.rest_commands,
+                            window,
+                        ),
+                    ),
+                )
+        if "fanout" in plan.only:
+            fan_sim = Simulator(broker, prefix, "fan", plan.fan_out)
+            watch = PresenceWatch(broker, prefix, "bench-fan")
+            await watch.start()
+            fan_sim.start()
+            await watch.wait_for(fan_devices)
+            await asyncio.sleep(1.0)  # Courier has seen them online too
+            log(f"fan-out to {plan.fan_out} devices")
+            results.put(
+                "fanout",
+                await repeat(
+                    plan.runs, lambda: fleet.fan_out(serve.port, key, TENANT, fan_devices, events)
+                ),
+            )
+            fan_sim.stop()
+            await watch.stop()
+        results.put("rest/peak_rss_mb", serve.peak_rss_mb)
+    finally:
+        await events.stop()
+        serve.stop()
+
+
+async def drain(plan: Plan, results: Results, broker: Any, prefix: str, workdir: Path) -> None:
+    samples = []
+    for run_index in range(plan.runs):
+        base = f"off{run_index}"
+        devices = [f"{base}-{i}" for i in range(plan.drain_devices)]
+        store_path = workdir / f"drain{run_index}.db"
+        await register(store_path, devices)
+        serve = CourierServe(broker, prefix, store_path, workdir)
+        key = serve.api_key(TENANT)
+        await serve.start()
+        events = EventWatch(broker, prefix, TENANT)
+        await events.start()
+        try:
+            await fleet.queue_for_offline(serve.port, key, TENANT, devices, plan.drain_per_device)
+            total = plan.drain_devices * plan.drain_per_device
+            log(f"offline drain: {plan.drain_devices} devices x {plan.drain_per_device} commands")
+            samples.append(
+                await fleet.offline_drain(broker, prefix, base, plan.drain_devices, total, events)
+            )
+        finally:
+            await events.stop()
+            serve.stop()
+    results.put("drain", {k: median(s[k] for s in samples) for k in samples[0]})
+
+
+async def scale_queries(
+    plan: Plan, results: Results, broker: Any, prefix: str, workdir: Path
+) -> None:
+    store_path = workdir / "scale.db"
+    log(f"generating a store of {plan.scale_rows:,} executions")
+    began = time.perf_counter()
+    await asyncio.get_running_loop().run_in_executor(
+        None,
+        scale.generate,
+        store_path,
+        plan.scale_rows,
+        max(1000, plan.scale_rows // 100),
+        10,
+        TENANT,
+    )
+    generated = time.perf_counter() - began
+    serve = CourierServe(broker, prefix, store_path, workdir)
+    key = serve.api_key(TENANT)
+    await serve.start()
+    try:
+        log("timing list and filter queries")
+        timings = await scale.time_queries(
+            serve.port, key, scale.queries(TENANT, scale.sample_ids(store_path)), 40 * plan.runs
+        )
+        size = sum(path.stat().st_size for path in workdir.glob("scale.db*"))  # noqa: ASYNC240
+        results.put(
+            "scale",
+            {
+                "rows": plan.scale_rows,
+                "generated_s": generated,
+                "file_mb": size / 2**20,
+                "queries": timings,
+                "peak_rss_mb": serve.peak_rss_mb,
+            },
+        )
+    finally:
+        serve.stop()
+
+
+def _rate(x: dict[str, float] | None) -> str:
+    return f"{x['per_s']:>12,.0f}" if x else f"{'-':>12}"
+
+
+def _ratio(x: dict[str, float] | None, base: dict[str, float] | None) -> str:
+    return f"{x['per_s'] / base['per_s']:>7.2f}x" if x and base else f"{'-':>8}"
+
+
+def table(results: Results) -> str:
+    """Every figure, with the ratios Courier/raw."""
+    f = results.figures
+    lines = [
+        f"Courier bench: {platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}",
+        "",
+        (
+            f"{'in flight':<12}{'raw MQTT/s':>12}{'service/s':>12}{'ratio':>8}{'REST/s':>12}"
+            f"{'ratio':>8}{'svc p50':>9}{'svc p99':>9}{'raw p50':>9}{'raw p99':>9}"
+        ),
+    ]
+    for window in WINDOWS:
+        r, s, h = f.get(f"raw/{window}"), f.get(f"service/{window}"), f.get(f"rest/{window}")
+        if not (r or s or h):
+            continue
+        lat = f"{s['p50_ms']:>9.1f}{s['p99_ms']:>9.1f}" if s else f"{'-':>9}{'-':>9}"
+        raw_lat = f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}" if r else ""
+        lines.append(
+            f"{window:<12}{_rate(r)}{_rate(s)}{_ratio(s, r)}{_rate(h)}{_ratio(h, r)}{lat}{raw_lat}"
+        )
+    for window in WINDOWS:
+        h = f.get(f"rest/{window}")
+        if h:
+            lines.append(f"REST p50/p99 at {window}: {h['p50_ms']:.1f} / {h['p99_ms']:.1f} ms")
+    if "fanout" in f:
+        x = f["fanout"]
+        lines += [
+            "",
+            (
+                f"fan-out to 1000 devices: 201 in {x['created_ms']:.0f} ms, all SUCCEEDED in "
+                f"{x['all_succeeded_s']:.2f} s ({x['succeeded']:.0f} succeeded)"
+            ),
+        ]
+    if "drain" in f:
+        x = f["drain"]
+        raw1000 = f.get("raw/1000")
+        line = f"offline drain: {x['succeeded']:.0f} SUCCEEDED in {x['drain_s']:.1f} s"
+        if raw1000:
+            raw_time = x["succeeded"] / raw1000["per_s"]
+            line += (
+                f" (raw: {raw_time:.1f} s for as many round trips; {x['drain_s'] / raw_time:.2f}x)"
+            )
+        lines += ["", line]
+    if "scale" in f:
+        x = f["scale"]
+        lines += [
+            "",
+            (
+                f"store of {x['rows']:,} executions: {x['file_mb']:.0f} MB; courier serve peak RSS "
+                f"{x['peak_rss_mb']:.0f} MB"
+            ),
+            f"{'query (REST, 100 per page)':<34}{'p50 ms':>9}{'p99 ms':>9}",
+        ]
+        for name, t in x["queries"].items():
+            lines.append(f"{name:<34}{t['p50_ms']:>9.1f}{t['p99_ms']:>9.1f}")
+    if "rest/peak_rss_mb" in f:
+        lines.append(
+            f"\ncourier serve peak RSS during the REST runs: {f['rest/peak_rss_mb']:.0f} MB"
+        )
+    return "\n".join(lines)
+
+
+def main(plan: Plan, json_path: Path | None) -> None:
+    import logging
+
+    import uvloop
+
+    logging.getLogger("gmqtt").setLevel(logging.ERROR)  # its clients closing mid-flight
+    with tempfile.TemporaryDirectory(prefix="courier-bench-") as folder:
+        results = uvloop.run(run(plan, Path(folder)))
+    print(table(results))
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(results.figures, option=orjson.OPT_INDENT_2))
