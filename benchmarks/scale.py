@@ -167,6 +167,8 @@ def queries(tenant: str, ids: dict[str, str]) -> dict[str, str]:
         "requests by device": f"{t}/commands?devices={ids['device']}",
         "requests by issuer": f"{t}/commands?issued_by=apikey:user7&limit=100",
         "request with counts": f"{t}/commands/{ids['request']}",
+        "request status list": f"{t}/commands/{ids['request']}/executions",
+        "request status by state": f"{t}/commands/{ids['request']}/executions?state=FAILED",
         "execution": f"{t}/executions/{ids['execution']}",
         "execution history": f"{t}/executions/{ids['execution']}/history",
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ def _runner() -> asyncio.Runner:
 
 def option(*decls: str, **attrs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A click option whose --help names its COURIER_<NAME> environment variable."""
-    long_name = next(d for d in decls if d.startswith("--"))
+    long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
     attrs.setdefault("envvar", "COURIER_" + long_name[2:].replace("-", "_").upper())
     attrs.setdefault("show_envvar", True)
     return click.option(*decls, **attrs)
@@ -306,14 +305,130 @@ def devices_delete(device_id: str, url: str, key: str, tenant: str) -> None:
     click.echo(f"deleted {device_id}")
 
 
+@main.group()
+def groups() -> None:
+    """Create, list and change groups of devices (over the REST API)."""
+
+
+@groups.command("create")
+@click.argument("name")
+@option("--device", "devices", multiple=True, help="a member (repeatable)")
+@option("--id", "group_id", default=None, help="the group's id (a UUID is made otherwise)")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def groups_create(
+    name: str, devices: tuple[str, ...], group_id: str | None, url: str, key: str, tenant: str
+) -> None:
+    """Create group NAME and print it."""
+    body: dict[str, Any] = {"name": name, "devices": list(devices)}
+    if group_id:
+        body["id"] = group_id
+    _print(Api(url, key, tenant).call("POST", "/groups", json=body))
+
+
+@groups.command("list")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def groups_list(url: str, key: str, tenant: str) -> None:
+    """List groups with their sizes."""
+    page = Api(url, key, tenant).call("GET", "/groups", params={"limit": 1000})
+    for g in page["results"]:
+        click.echo(f"{g['id']:<40} {g['size']:>6}  {g['name']}")
+
+
+@groups.command("add")
+@click.argument("group_id")
+@click.argument("device_ids", nargs=-1, required=True)
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def groups_add(group_id: str, device_ids: tuple[str, ...], url: str, key: str, tenant: str) -> None:
+    """Add devices to a group."""
+    api = Api(url, key, tenant)
+    for device_id in device_ids:
+        api.call("PUT", f"/groups/{group_id}/devices/{device_id}")
+    click.echo(f"added {len(device_ids)} device(s) to {group_id}")
+
+
+@groups.command("remove")
+@click.argument("group_id")
+@click.argument("device_ids", nargs=-1, required=True)
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def groups_remove(
+    group_id: str, device_ids: tuple[str, ...], url: str, key: str, tenant: str
+) -> None:
+    """Remove devices from a group."""
+    api = Api(url, key, tenant)
+    for device_id in device_ids:
+        api.call("DELETE", f"/groups/{group_id}/devices/{device_id}")
+    click.echo(f"removed {len(device_ids)} device(s) from {group_id}")
+
+
 @main.command()
 @click.argument("command")
-@option("--device", "device_ids", multiple=True, required=True, help="target (repeatable)")
+@option("--device", "devices", multiple=True, help="a target device (repeatable)")
+@option("--group", "groups", multiple=True, help="a target group (repeatable)")
+@option("--label", "labels", multiple=True, help="dynamic targets: key=value (repeatable)")
+@option(
+    "--kind",
+    type=click.Choice(["device", "gateway"]),
+    default=None,
+    help="dynamic targets: this kind only",
+)
+@option("--online/--offline", "online", default=None, help="dynamic targets: by presence")
+@option(
+    "--filter-device",
+    "filter_devices",
+    multiple=True,
+    help="dynamic targets: candidate device (repeatable)",
+)
+@option(
+    "--filter-group",
+    "filter_groups",
+    multiple=True,
+    help="dynamic targets: candidate group (repeatable)",
+)
+@option(
+    "--device-type",
+    type=click.Choice(["all", "active", "inactive"]),
+    default=None,
+    help="all (queue for offline devices), active (online now) or inactive",
+)
 @option("--args", "args_json", default="{}", help="command arguments as a JSON object")
 @option("--ttl", type=int, default=None, help="seconds the command may wait (0 = instant)")
 @option("--timeout", type=float, default=None, help="seconds per attempt for a result")
+@option("--priority", type=int, default=None, help="-100 to 100, higher is sent first")
 @option("--max-attempts", type=int, default=None, help="sends at most (1-10)")
 @option("--retry-on", type=click.Choice(["timeout", "failure", "both"]), default=None)
+@option(
+    "--schedule",
+    type=click.Choice(["IMMEDIATE", "WINDOW", "RECURRING"], case_sensitive=False),
+    default=None,
+    help="when it may be sent",
+)
+@option("--start", default=None, help="schedule: from this date-time (ISO 8601)")
+@option("--end", default=None, help="schedule: until this date-time (ISO 8601)")
+@option("--window-start", default=None, help="schedule: daily window opens, HH:MM")
+@option("--window-end", default=None, help="schedule: daily window closes, HH:MM")
+@option("--days", default=None, help="schedule: days of the week, e.g. mon,tue,wed")
+@option(
+    "--time-type",
+    type=click.Choice(["console", "device"]),
+    default=None,
+    help="schedule times in the tenant's zone (console) or each device's (device)",
+)
+@option("--rollout-rate", type=int, default=None, help="rollout: devices per minute at most")
+@option(
+    "--abort-percent",
+    type=float,
+    default=None,
+    help="rollout: stop when more than this % of finished executions failed",
+)
+@option("--abort-min", type=int, default=None, help="rollout: ...of at least this many")
 @option("--idempotency-key", default=None, help="repeat-safe creation")
 @option("--no-wait", is_flag=True, help="print the request and return at once")
 @option(
@@ -328,36 +443,30 @@ def devices_delete(device_id: str, url: str, key: str, tenant: str) -> None:
 @TENANT_OPTION
 def send(
     command: str,
-    device_ids: tuple[str, ...],
     args_json: str,
-    ttl: int | None,
-    timeout: float | None,
-    max_attempts: int | None,
-    retry_on: str | None,
     idempotency_key: str | None,
     no_wait: bool,
     wait_timeout: float,
     url: str,
     key: str,
     tenant: str,
+    **options: Any,
 ) -> None:
-    """Send COMMAND to devices and follow it until every execution has ended."""
+    """Send COMMAND to devices, groups or a dynamic set, and follow it to the end.
+
+    A progress bar shows the executions by state; the answer is the executions as JSON.
+    Exits 0 when every one SUCCEEDED, 1 otherwise.
+    """
+    from courier.sending import follow, request_body
+
     try:
         args = json.loads(args_json)
     except json.JSONDecodeError as exc:
         _fail(f"--args is not JSON: {exc}")
-    body: dict[str, Any] = {"devices": list(device_ids), "command": command, "args": args}
-    if ttl is not None:
-        body["ttl"] = ttl
-    if timeout is not None:
-        body["timeout"] = timeout
-    retry: dict[str, Any] = {}
-    if max_attempts is not None:
-        retry["max_attempts"] = max_attempts
-    if retry_on is not None:
-        retry["on"] = retry_on
-    if retry:
-        body["retry"] = retry
+    try:
+        body = request_body(command, args, **options)
+    except CourierError as exc:
+        _fail(exc.message)
     api = Api(url, key, tenant)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     created = api.call("POST", "/commands", json=body, headers=headers)
@@ -365,22 +474,12 @@ def send(
         _print(created)
         return
     click.echo(f"request {created['id']}: {len(created['executions'])} execution(s)", err=True)
-    deadline = time.monotonic() + wait_timeout
-    last = ""
-    while True:
-        page = api.call("GET", "/executions", params={"request_ids": created["id"], "limit": 1000})
-        counts: dict[str, int] = {}
-        for e in page["results"]:
-            counts[e["state"]] = counts.get(e["state"], 0) + 1
-        line = "  ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        if line != last:
-            click.echo(line, err=True)
-            last = line
-        if all(e["state"] in TERMINAL for e in page["results"]) or time.monotonic() > deadline:
-            break
-        time.sleep(0.25)
+    counts = follow(
+        lambda: api.call("GET", f"/commands/{created['id']}")["state_counts"] or {}, wait_timeout
+    )
+    page = api.call("GET", f"/commands/{created['id']}/executions", params={"limit": 1000})
     _print(page["results"])
-    if any(e["state"] != "SUCCEEDED" for e in page["results"]):
+    if any(state != "SUCCEEDED" for state in counts):
         sys.exit(1)
 
 

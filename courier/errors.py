@@ -56,6 +56,15 @@ class UnknownDevices(InvalidInput):
         super().__init__(f"unknown device ids: {shown}", devices=device_ids)
 
 
+class UnknownGroups(InvalidInput):
+    """Some target groups do not exist in this tenant."""
+
+    slug = "unknown-groups"
+
+    def __init__(self, group_ids: list[str]) -> None:
+        super().__init__(f"unknown group ids: {', '.join(group_ids[:20])}", groups=group_ids)
+
+
 class NotFound(CourierError):
     """No such resource."""
 

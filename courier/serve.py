@@ -13,6 +13,7 @@ import uvicorn
 
 from courier.api import create_app
 from courier.bridge import Bridge, BridgeConfig
+from courier.bridge.ingress import Ingress
 from courier.clock import SystemClock
 from courier.errors import ConfigError
 from courier.metrics import Metrics
@@ -81,6 +82,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         ),
         clock,
     )
+    bridge.ingress = Ingress(service, metrics, settings.max_payload)
     app = create_app(
         service,
         metrics,

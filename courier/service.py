@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import orjson
 
 from courier.clock import Clock
+from courier.core.catalogue import Definition, check_timing, validate_args
 from courier.core.records import ApiKey, CommandRequest, Device, Dispatch, RetryPolicy
 from courier.credentials import (
     mosquitto_hash,
@@ -21,10 +22,22 @@ from courier.credentials import (
 from courier.errors import CourierError, Forbidden, Unauthorized
 from courier.ids import new_id
 from courier.schemas.api import CommandRequestIn, DeviceIn
+from courier.schemas.fleet import DefinitionIn, check_schedule
 from courier.store import Store
 from courier.store.verbs import Created
 
 KEY_CACHE_SECONDS = 5.0
+DEFINITION_CACHE_SECONDS = 5.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_TTL = 86400
+
+
+def _first(*values: float | None) -> float:
+    """The first value given."""
+    for value in values:
+        if value is not None:
+            return float(value)
+    raise AssertionError("a default is always given")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,7 @@ class Service:
         self.clock = clock
         self.rand = rand
         self._keys: dict[str, tuple[ApiKey, float]] = {}
+        self._definitions: dict[tuple[str, str], tuple[Definition | None, float]] = {}
 
     # --- API keys ----------------------------------------------------------------------
 
@@ -125,14 +139,41 @@ class Service:
 
     # --- command requests --------------------------------------------------------------
 
+    async def definition(self, tenant: str, name: str) -> Definition | None:
+        """The definition of a command (cached for a few seconds), None if it has none."""
+        now = self.clock.now()
+        cached = self._definitions.get((tenant, name))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = await self.store.definition_of(tenant, name)
+        self._definitions[(tenant, name)] = (found, now + DEFINITION_CACHE_SECONDS)
+        return found
+
+    async def put_definition(self, tenant: str, body: DefinitionIn) -> Definition:
+        self._definitions.pop((tenant, body.name), None)
+        return await self.store.put_definition(tenant, body.record(), self.clock.now())
+
+    async def delete_definition(self, tenant: str, name: str) -> None:
+        self._definitions.pop((tenant, name), None)
+        await self.store.delete_definition(tenant, name)
+
     def build_request(
         self,
         tenant: str,
         body: CommandRequestIn,
         issued_by: str,
+        definition: Definition | None = None,
         idempotency_key: str | None = None,
     ) -> CommandRequest:
+        """A request record from a validated body: the command's definition checks the
+        arguments and gives the defaults and limits of timeout and ttl."""
         now = self.clock.now()
+        if definition is not None:
+            validate_args(definition, body.args)
+        timeout = _first(body.timeout, definition.timeout if definition else None, DEFAULT_TIMEOUT)
+        ttl = int(_first(body.ttl, definition.ttl if definition else None, DEFAULT_TTL))
+        if definition is not None:
+            check_timing(definition, timeout, ttl)
         body_hash = None
         if idempotency_key is not None:
             canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
@@ -145,8 +186,8 @@ class Service:
             args=body.args,
             devices=list(body.devices),
             device_type=body.device_type,
-            ttl=body.ttl,
-            timeout=body.timeout,
+            ttl=ttl,
+            timeout=timeout,
             ack_timeout=ack_timeout,
             retry=RetryPolicy(
                 max_attempts=body.retry.max_attempts,
@@ -161,6 +202,11 @@ class Service:
             command_type=body.command_type,
             idempotency_key=idempotency_key,
             body_hash=body_hash,
+            groups=list(dict.fromkeys(body.groups)),
+            filter=None if body.filter is None else body.filter.record(),
+            schedule=check_schedule(body.schedule, body.schedule_args),
+            rollout=None if body.rollout is None else body.rollout.record(),
+            internal=definition is not None and definition.internal,
         )
 
     async def create_command(
@@ -171,7 +217,8 @@ class Service:
         idempotency_key: str | None = None,
     ) -> Created:
         """Store a request and its executions; committed before this returns."""
-        request = self.build_request(tenant, body, issued_by, idempotency_key)
+        definition = await self.definition(tenant, body.command)
+        request = self.build_request(tenant, body, issued_by, definition, idempotency_key)
         return await self.store.create_request(
             request, self.config.queue_bound, request.created_at, self._claim_cap
         )
@@ -180,10 +227,21 @@ class Service:
         self, tenant: str, bodies: list[CommandRequestIn], issued_by: str
     ) -> list[Created | CourierError]:
         """Many requests in one transaction (bulk callers, benchmarks); one result each."""
-        requests = [self.build_request(tenant, body, issued_by) for body in bodies]
-        return await self.store.create_requests(
-            requests, self.config.queue_bound, self.clock.now(), self._claim_cap
+        results: list[Created | CourierError | None] = []
+        requests: list[CommandRequest] = []
+        for body in bodies:
+            try:
+                definition = await self.definition(tenant, body.command)
+                requests.append(self.build_request(tenant, body, issued_by, definition))
+                results.append(None)
+            except CourierError as exc:
+                results.append(exc)
+        created = iter(
+            await self.store.create_requests(
+                requests, self.config.queue_bound, self.clock.now(), self._claim_cap
+            )
         )
+        return [next(created) if r is None else r for r in results]
 
     @property
     def _claim_cap(self) -> int:

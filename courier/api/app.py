@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI
 
 from courier import __version__
 from courier.api import problems
 from courier.api.limits import BodyLimit, RateLimiter
-from courier.api.routes import apikeys, commands, devices, executions, health
-from courier.bridge import Bridge
+from courier.api.routes import (
+    apikeys,
+    commands,
+    definitions,
+    devices,
+    executions,
+    groups,
+    health,
+    tenants,
+)
 from courier.metrics import Metrics
 from courier.service import Service
+
+if TYPE_CHECKING:  # the bridge imports the API's converters
+    from courier.bridge import Bridge
 
 DESCRIPTION = """Courier delivers commands to devices over MQTT and never loses one.
 
@@ -32,7 +45,7 @@ def create_app(
     app.state.bridge = bridge
     app.state.rate_limiter = RateLimiter(rate_limit, rate_burst)
     problems.install(app)
-    for module in (health, devices, commands, executions, apikeys):
+    for module in (health, tenants, devices, groups, commands, executions, definitions, apikeys):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app

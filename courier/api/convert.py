@@ -8,7 +8,8 @@ from typing import TypeVar
 from fastapi import Request
 
 from courier.clock import isoformat
-from courier.core.records import ApiKey, CommandRequest, Device, Event, Execution, Page
+from courier.core.records import ApiKey, CommandRequest, Device, Event, Execution, Group, Page
+from courier.core.rollout import rollout_status
 from courier.schemas.api import (
     ApiKeyOut,
     BackoffIn,
@@ -21,6 +22,7 @@ from courier.schemas.api import (
     RetryIn,
     SkippedDevice,
 )
+from courier.schemas.fleet import GroupOut, RolloutOut
 from courier.schemas.states import ESPER_STATES
 
 T = TypeVar("T")
@@ -89,16 +91,39 @@ def request_out(
     executions: list[Execution] | None = None,
     counts: dict[str, int] | None = None,
 ) -> CommandRequestOut:
+    if counts is None and executions is not None:
+        counts = {}
+        for e in executions:
+            counts[e.state] = counts.get(e.state, 0) + 1
+    schedule_args = None
+    if r.schedule is not None:
+        schedule_args = {k: v for k, v in r.schedule.to_json().items() if k != "kind"}
+    rollout = None
+    if r.rollout is not None:
+        total = sum(counts.values()) if counts is not None else 0
+        rollout = RolloutOut(
+            max_per_minute=r.rollout.max_per_minute,
+            abort_failure_percent=r.rollout.abort_failure_percent,
+            abort_min_finished=r.rollout.abort_min_finished,
+            state=rollout_status(r.rollout_state, counts or {}, total)
+            if counts is not None or r.rollout_state
+            else "running",
+            reason=r.rollout_state,
+        )
+    target_filter = None if r.filter is None else r.filter.to_json()
     return CommandRequestOut(
         id=r.id,
         tenant=r.tenant,
         command_type=r.command_type,
         devices=r.devices,
-        groups=[],
+        groups=r.groups,
+        filter=target_filter,
         device_type=r.device_type,
         command=r.command,
         args=r.args,
-        schedule="IMMEDIATE",
+        internal=r.internal,
+        schedule="IMMEDIATE" if r.schedule is None else r.schedule.kind.value,
+        schedule_args=schedule_args,
         ttl=r.ttl,
         timeout=r.timeout,
         ack_timeout=r.ack_timeout,
@@ -116,7 +141,19 @@ def request_out(
         if executions is None
         else [ExecutionRef(id=e.id, device=e.device_id, state=e.state) for e in executions],
         skipped=[SkippedDevice(**s) for s in r.skipped],
-        state_counts=counts,
+        state_counts=counts if executions is None else None,
+        rollout=rollout,
+    )
+
+
+def group_out(g: Group) -> GroupOut:
+    return GroupOut(
+        id=g.id,
+        tenant=g.tenant,
+        name=g.name,
+        size=g.size,
+        created_on=isoformat(g.created_at),
+        updated_on=isoformat(g.updated_at),
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from courier.bridge.events import event_bytes
 from courier.bridge.inbound import InboundHandler
+from courier.bridge.ingress import Ingress
 from courier.clock import Clock
 from courier.core.records import Change, Dispatch
 from courier.errors import TransportError
@@ -59,6 +60,7 @@ class Bridge:
         self.metrics = metrics
         self.topics = Topics(config.prefix)
         self.inbound = InboundHandler(self)
+        self.ingress: Ingress | None = None  # requests over MQTT, when a service is wired in
         self._dirty: dict[str, None] = {}
         # Routes that may have QUEUED executions: a finished command frees a slot, which
         # only matters to a device with something waiting. The sweep covers what this misses.
@@ -91,10 +93,14 @@ class Bridge:
                 log.warning("broker unavailable, retrying: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        await self.transport.subscribe(
-            [self.topics.all_replies, self.topics.all_presence, self.topics.all_attached_presence],
-            qos=1,
-        )
+        topics = [
+            self.topics.all_replies,
+            self.topics.all_presence,
+            self.topics.all_attached_presence,
+        ]
+        if self.ingress is not None:
+            topics.append(self.topics.all_requests)
+        await self.transport.subscribe(topics, qos=1)
         self.metrics.connected.set(1)
         self._backlog.update(await self.store.queued_routes())
         self._started.set()
@@ -128,6 +134,22 @@ class Bridge:
     def _on_disconnect(self) -> None:
         log.warning("lost the broker connection; reconnecting")
         self.metrics.connected.set(0)
+
+    async def refresh_presence(self, device_ids: Sequence[str], hold: float = 2.0) -> None:
+        """Learn the retained presence of just-registered devices: a device that connected
+        before it was registered announced itself when Courier did not know it. A
+        subscription to its own topic makes the broker send that presence again."""
+        if not self.transport.connected:
+            return
+        topics = [self.topics.presence(d) for d in device_ids]
+        await self.transport.subscribe(topics, qos=1)
+        asyncio.get_running_loop().call_later(
+            hold, lambda: asyncio.ensure_future(self._unsubscribe(topics))
+        )
+
+    async def _unsubscribe(self, topics: list[str]) -> None:
+        with contextlib.suppress(TransportError):
+            await self.transport.unsubscribe(topics)
 
     # --- nudges ------------------------------------------------------------------------
 

@@ -75,6 +75,9 @@ class InboundHandler:
             await self._reply(message, parsed)
         elif parsed.kind is TopicKind.PRESENCE:
             await self._presence(message, parsed)
+        elif parsed.kind is TopicKind.REQUESTS and self.bridge.ingress is not None:
+            assert parsed.tenant is not None
+            await self.bridge.ingress.handle(parsed.tenant, message, self.bridge.transport)
         elif parsed.kind is TopicKind.ATTACHED_PRESENCE:
             self._reject(
                 message, "attached_presence", "unsupported", "attached devices are not supported"

@@ -7,8 +7,11 @@ what these decide; they never decide themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from courier.clock import isoformat
 from courier.core.policy import attempts_left, backoff_delay, earliest, expiry, retries_on
 from courier.core.records import (
     Change,
@@ -28,6 +31,15 @@ from courier.schemas.states import (
 
 S = ExecutionState
 BRIDGE = "bridge"
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The schedule of an execution, read in its time zone: `find(now)` answers the window
+    open at `now` or the next one (opens, closes), or None when there is none left."""
+
+    find: Callable[[float], tuple[float, float] | None]
+    recurring: bool
 
 
 def _event(
@@ -77,9 +89,19 @@ def new_execution(
     online: bool,
     now: float,
     retry_of: str | None = None,
+    windows: Windows | None = None,
+    not_before: float | None = None,
 ) -> Change:
-    """A fresh execution: QUEUED, or EXPIRED at once when it is instant and the device is away."""
-    expires_at = expiry(now, request.ttl)
+    """A fresh execution: QUEUED (or SCHEDULED until its window opens), or EXPIRED at once
+    when it is instant and the device is away, or its schedule has no window left.
+
+    `not_before` staggers a rollout; for a scheduled request the TTL counts from the opening
+    of the first window.
+    """
+    start = now if not_before is None else max(now, not_before)
+    window = windows.find(now) if windows is not None else None
+    opens = window[0] if window is not None else now
+    expires_at = expiry(max(now, opens), request.ttl)
     execution = Execution(
         id=execution_id,
         tenant=request.tenant,
@@ -96,18 +118,38 @@ def new_execution(
         created_at=now,
         updated_at=now,
         expires_at=expires_at,
-        not_before=now,
+        not_before=start,
         wake_at=expires_at,
         retry_of=retry_of,
+        internal=request.internal,
     )
     reason = "created" if retry_of is None else f"re-issue of {retry_of}"
-    if request.ttl == 0 and not online:
+    if windows is not None and window is None:
+        execution = execution._replace(
+            state=S.EXPIRED, wake_at=None, reason="the schedule has no window left"
+        )
+        reason = "the schedule has no window left"
+    elif window is not None and window[0] > now:
+        execution = execution._replace(
+            state=S.SCHEDULED, not_before=max(start, window[0]), wake_at=window[0]
+        )
+        reason = "waits for its schedule window"
+    elif window is not None:
+        execution = _in_window(execution, window)
+    elif request.ttl == 0 and not online:
         execution = execution._replace(
             state=S.EXPIRED, wake_at=None, reason="device offline and ttl is 0"
         )
         reason = "device offline and ttl is 0 (instant command)"
     event = _event(None, execution, now, request.issued_by, reason, kind="created")
     return Change(None, execution, event)
+
+
+def _in_window(execution: Execution, window: tuple[float, float]) -> Execution:
+    """QUEUED inside a window: sendable until it closes (or the TTL ends first)."""
+    closes = window[1] if window[1] != float("inf") else None
+    wake = execution.expires_at if closes is None else min(closes, execution.expires_at)
+    return execution._replace(state=S.QUEUED, window_end=closes, wake_at=wake)
 
 
 def send(execution: Execution, now: float, actor: str = BRIDGE) -> Change:
@@ -142,10 +184,14 @@ def _retry_or(
     actor: str,
     data: dict[str, Any] | None = None,
     output: Any = None,
+    windows: Windows | None = None,
 ) -> Change:
-    """Re-queue for another attempt when the policy allows it, else end in `final_state`."""
+    """Re-queue for another attempt when the policy allows it; for a RECURRING schedule,
+    wait for the next window; else end in `final_state`."""
     policy = execution.retry
-    if retries_on(policy, cause) and attempts_left(policy, execution.attempt):
+    if retries_on(policy, cause) and attempts_left(
+        policy, execution.attempt - execution.attempt_base
+    ):
         delay = backoff_delay(policy, execution.attempt, rand)
         if now + delay < execution.expires_at:
             floor = execution.attempt + 1 if cause is RetryOn.FAILURE else execution.reply_floor
@@ -163,6 +209,27 @@ def _retry_or(
                 wake_at=execution.expires_at,
                 reply_floor=floor,
                 reason=why,
+            )
+    if windows is not None and windows.recurring:
+        following = windows.find(max(now, execution.window_end or now))
+        if following is not None and following[0] < execution.expires_at:
+            opens = max(following[0], now)
+            return _change(
+                execution,
+                now,
+                actor,
+                f"{why}; the next window opens {isoformat(opens)}",
+                data=data,
+                state=S.SCHEDULED,
+                not_before=opens,
+                ack_deadline=None,
+                deadline=None,
+                wake_at=opens,
+                window_end=None,
+                attempt_base=execution.attempt,
+                reply_floor=execution.attempt + 1,
+                reason=why,
+                output=output if output is not None else execution.output,
             )
     return _change(
         execution,
@@ -189,6 +256,7 @@ def reply(
     progress: int | None = None,
     output: Any = None,
     attempt: int | None = None,
+    windows: Windows | None = None,
 ) -> Change | Ignored:
     """A device (or an agent on its behalf) reports ACKNOWLEDGED, IN_PROGRESS or a result."""
     data: dict[str, Any] = {"state": state.value}
@@ -253,12 +321,24 @@ def reply(
         )
     why = f"attempt {execution.attempt} failed" + (f": {reason}" if reason else "")
     return _retry_or(
-        execution, now, rand, RetryOn.FAILURE, S.FAILED, why, actor, data=data, output=output
+        execution,
+        now,
+        rand,
+        RetryOn.FAILURE,
+        S.FAILED,
+        why,
+        actor,
+        data=data,
+        output=output,
+        windows=windows,
     )
 
 
-def on_timer(execution: Execution, now: float, rand: float) -> Change | None:
-    """What a passed deadline does: expire, resend after a missing ack, retry or time out."""
+def on_timer(
+    execution: Execution, now: float, rand: float, windows: Windows | None = None
+) -> Change | None:
+    """What a passed deadline does: open or close a schedule window, expire, resend after a
+    missing ack, retry or time out."""
     if execution.wake_at is None or execution.wake_at > now or execution.state in TERMINAL:
         return None
     state = execution.state
@@ -274,26 +354,37 @@ def on_timer(execution: Execution, now: float, rand: float) -> Change | None:
                 wake_at=None,
                 reason="expired",
             )
+        if state is S.SCHEDULED:
+            return _window_opens(execution, now, windows)
+        if execution.window_end is not None and now >= execution.window_end:
+            return _window_closed(execution, now, windows)
         return _change(
-            execution, now, BRIDGE, "timer re-armed", kind="timer", wake_at=execution.expires_at
+            execution,
+            now,
+            BRIDGE,
+            "timer re-armed",
+            kind="timer",
+            wake_at=earliest(execution.window_end, execution.expires_at),
         )
     if execution.deadline is not None and now >= execution.deadline:
         why = f"no result within {execution.timeout:g} s"
-        return _retry_or(execution, now, rand, RetryOn.TIMEOUT, S.TIMED_OUT, why, BRIDGE)
+        return _retry_or(
+            execution, now, rand, RetryOn.TIMEOUT, S.TIMED_OUT, why, BRIDGE, windows=windows
+        )
     if state is S.SENT and execution.ack_deadline is not None and now >= execution.ack_deadline:
         why = f"no acknowledgement within {execution.ack_timeout:g} s"
-        if attempts_left(execution.retry, execution.attempt) and now < execution.expires_at:
+        used = execution.attempt - execution.attempt_base
+        if attempts_left(execution.retry, used) and now < execution.expires_at:
             return _change(
                 execution,
                 now,
                 BRIDGE,
-                f"{why}; resending (attempt {execution.attempt + 1} "
-                f"of {execution.retry.max_attempts})",
+                f"{why}; resending (attempt {used + 1} of {execution.retry.max_attempts})",
                 state=S.QUEUED,
                 not_before=now,
                 ack_deadline=None,
                 deadline=None,
-                wake_at=execution.expires_at,
+                wake_at=earliest(execution.window_end, execution.expires_at),
             )
         return _change(
             execution,
@@ -311,6 +402,58 @@ def on_timer(execution: Execution, now: float, rand: float) -> Change | None:
         "timer re-armed",
         kind="timer",
         wake_at=earliest(execution.ack_deadline, execution.deadline),
+    )
+
+
+def _window_opens(execution: Execution, now: float, windows: Windows | None) -> Change:
+    window = windows.find(now) if windows is not None else (now, float("inf"))
+    if window is None:
+        return _change(
+            execution,
+            now,
+            BRIDGE,
+            "the schedule has no window left",
+            state=S.EXPIRED,
+            wake_at=None,
+            reason="the schedule has no window left",
+        )
+    if window[0] > now:
+        return _change(execution, now, BRIDGE, "timer re-armed", kind="timer", wake_at=window[0])
+    opened = _in_window(execution, window)
+    closes = "" if opened.window_end is None else f" until {isoformat(opened.window_end)}"
+    return _change(
+        execution,
+        now,
+        BRIDGE,
+        f"its window is open{closes}",
+        state=S.QUEUED,
+        window_end=opened.window_end,
+        wake_at=opened.wake_at,
+    )
+
+
+def _window_closed(execution: Execution, now: float, windows: Windows | None) -> Change:
+    following = windows.find(now) if windows is not None else None
+    if following is None or following[0] >= execution.expires_at:
+        return _change(
+            execution,
+            now,
+            BRIDGE,
+            "the schedule ended before the device could take it",
+            state=S.EXPIRED,
+            wake_at=None,
+            window_end=None,
+            reason="expired",
+        )
+    return _change(
+        execution,
+        now,
+        BRIDGE,
+        f"its window closed before the device took it; the next opens {isoformat(following[0])}",
+        state=S.SCHEDULED,
+        wake_at=following[0],
+        window_end=None,
+        not_before=max(execution.not_before, following[0]),
     )
 
 
@@ -345,6 +488,7 @@ def update_state(
     reason: str | None = None,
     output: Any = None,
     progress: int | None = None,
+    windows: Windows | None = None,
 ) -> Change | None:
     """A state update over REST (Esper's PUT): None when it repeats the current state.
 
@@ -369,7 +513,7 @@ def update_state(
         )
     if state not in DEVICE_REPLY_STATES:
         raise IllegalTransition(execution.state, state, "only Courier sets this state")
-    outcome = reply(execution, state, now, rand, actor, reason, progress, output)
+    outcome = reply(execution, state, now, rand, actor, reason, progress, output, windows=windows)
     if isinstance(outcome, Change):
         return outcome
     if outcome.why == "duplicate":

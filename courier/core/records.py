@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from courier.core.schedule import Schedule
 from courier.schemas.states import ExecutionState
 
 
@@ -70,6 +71,69 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollout:
+    """A gradual delivery: at most `max_per_minute` sends a minute, and an abort rule."""
+
+    max_per_minute: int | None = None
+    abort_failure_percent: float | None = None
+    abort_min_finished: int = 10
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_per_minute": self.max_per_minute,
+            "abort_failure_percent": self.abort_failure_percent,
+            "abort_min_finished": self.abort_min_finished,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFilter:
+    """DYNAMIC targets: candidates (these devices and groups' members, else every device of
+    the tenant) narrowed by labels (all must match), kind and presence."""
+
+    devices: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    kind: DeviceKind | None = None
+    online: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "devices": list(self.devices),
+            "groups": list(self.groups),
+            "labels": dict(self.labels),
+            "kind": None if self.kind is None else self.kind.value,
+            "online": self.online,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TargetFilter:
+        return cls(
+            devices=tuple(data.get("devices") or ()),
+            groups=tuple(data.get("groups") or ()),
+            labels=tuple(sorted((data.get("labels") or {}).items())),
+            kind=None if data.get("kind") is None else DeviceKind(data["kind"]),
+            online=data.get("online"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    id: str
+    tenant: str
+    name: str
+    created_at: float
+    updated_at: float
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CommandRequest:
     """What an upstream asked once; its executions carry it to each device."""
 
@@ -90,6 +154,12 @@ class CommandRequest:
     idempotency_key: str | None = None
     body_hash: str | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    filter: TargetFilter | None = None
+    schedule: Schedule | None = None
+    rollout: Rollout | None = None
+    rollout_state: str | None = None
+    internal: bool = False
 
 
 class Execution(NamedTuple):
@@ -125,6 +195,8 @@ class Execution(NamedTuple):
     reply_floor: int = 0
     retry_of: str | None = None
     internal: bool = False
+    window_end: float | None = None
+    attempt_base: int = 0
     seq: int = 0
 
 

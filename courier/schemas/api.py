@@ -2,64 +2,110 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from courier.core.records import DeliveryPolicy, DeviceKind, DeviceType, Protocol, RetryOn
-from courier.ids import NAME_PATTERN, describe_bad_device_id, is_device_id
+from courier.ids import DEVICE_ID_PATTERN, NAME_PATTERN
+from courier.schemas.common import DeviceId, Labels, StrictIn, check_timezone
+from courier.schemas.fleet import (
+    RolloutIn,
+    RolloutOut,
+    ScheduleArgsIn,
+    TargetFilterIn,
+    check_schedule,
+)
 from courier.schemas.states import ExecutionState
 
 T = TypeVar("T")
 SCOPES = ("read", "execute", "admin")
 
 
-def _device_id(value: str) -> str:
-    if not is_device_id(value):
-        raise ValueError(describe_bad_device_id(value))
-    return value
-
-
-DeviceId = Annotated[str, AfterValidator(_device_id)]
-Labels = Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=64)]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BackoffIn(_In):
+class BackoffIn(StrictIn):
     initial: float = Field(1.0, gt=0, le=3600, description="first delay, seconds")
     multiplier: float = Field(2.0, ge=1, le=10)
     max: float = Field(60.0, gt=0, le=86400, description="largest delay, seconds")
 
 
-class RetryIn(_In):
+class RetryIn(StrictIn):
     max_attempts: int = Field(3, ge=1, le=10, description="sends at most, first one included")
     on: RetryOn = Field(RetryOn.TIMEOUT, description="retry after a timeout, a failure, or both")
     backoff: BackoffIn = Field(default_factory=BackoffIn)
 
 
-class CommandRequestIn(_In):
-    """A command request: one command for a list of devices."""
+class CommandRequestIn(StrictIn):
+    """A command request: one command for devices, groups, or a dynamic set of devices."""
 
-    command_type: Literal["DEVICE"] = "DEVICE"
-    devices: list[DeviceId] = Field(min_length=1, max_length=1000)
-    groups: list[str] = Field(default_factory=list, max_length=0)
-    filter: None = None
+    command_type: Literal["DEVICE", "GROUP", "DYNAMIC"] = "DEVICE"
+    devices: list[DeviceId] = Field(default_factory=list, max_length=1000, validate_default=True)
+    groups: list[Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]] = Field(
+        default_factory=list, max_length=500, validate_default=True
+    )
+    filter: TargetFilterIn | None = Field(None, validate_default=True)
     device_type: DeviceType = DeviceType.ALL
     command: str = Field(pattern=NAME_PATTERN)
     args: dict[str, Any] = Field(default_factory=dict)
-    schedule: Literal["IMMEDIATE"] = "IMMEDIATE"
-    schedule_args: None = None
-    ttl: int = Field(86400, ge=0, le=30 * 86400, description="seconds; 0 = instant")
-    timeout: float = Field(30.0, ge=1, le=7 * 86400, description="seconds per attempt")
+    schedule: Literal["IMMEDIATE", "WINDOW", "RECURRING"] = "IMMEDIATE"
+    schedule_args: ScheduleArgsIn | None = Field(None, validate_default=True)
+    ttl: int | None = Field(
+        None,
+        ge=0,
+        le=30 * 86400,
+        description="seconds (default 86400, or the command's); 0 = instant",
+    )
+    timeout: float | None = Field(
+        None, ge=1, le=7 * 86400, description="seconds per attempt (default 30, or the command's)"
+    )
     ack_timeout: float | None = Field(
         None, ge=0.1, le=86400, description="seconds to wait for an ACK before resending"
     )
     retry: RetryIn = Field(default_factory=RetryIn)
     priority: int = Field(0, ge=-100, le=100, description="higher is sent first")
+    rollout: RolloutIn | None = None
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("command_type")
+        if kind == "DEVICE" and not value:
+            raise ValueError("a DEVICE request lists at least one device")
+        if kind != "DEVICE" and value:
+            raise ValueError(f"a {kind} request takes no devices (a DYNAMIC one has a filter)")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("command_type")
+        if kind == "GROUP" and not value:
+            raise ValueError("a GROUP request lists at least one group")
+        if kind != "GROUP" and value:
+            raise ValueError(f"a {kind} request takes no groups (a DYNAMIC one has a filter)")
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: TargetFilterIn | None, info: ValidationInfo) -> TargetFilterIn | None:
+        kind = info.data.get("command_type")
+        if kind == "DYNAMIC" and value is None:
+            raise ValueError("a DYNAMIC request needs a filter")
+        if kind != "DYNAMIC" and value is not None:
+            raise ValueError(f"a {kind} request takes no filter")
+        return value
+
+    @field_validator("schedule_args")
+    @classmethod
+    def _schedule(cls, value: ScheduleArgsIn | None, info: ValidationInfo) -> ScheduleArgsIn | None:
+        check_schedule(info.data.get("schedule", "IMMEDIATE"), value)
+        return value
+
+    @field_validator("rollout")
+    @classmethod
+    def _rollout(cls, value: RolloutIn | None, info: ValidationInfo) -> RolloutIn | None:
+        if value is not None and info.data.get("command_type") == "DEVICE":
+            raise ValueError("rollouts are for GROUP and DYNAMIC requests")
+        return value
 
 
 class ExecutionRef(BaseModel):
@@ -79,10 +125,13 @@ class CommandRequestOut(BaseModel):
     command_type: str
     devices: list[str]
     groups: list[str]
+    filter: dict[str, Any] | None = None
     device_type: DeviceType
     command: str
     args: dict[str, Any]
+    internal: bool = False
     schedule: str
+    schedule_args: dict[str, Any] | None = None
     ttl: int
     timeout: float
     ack_timeout: float
@@ -93,6 +142,7 @@ class CommandRequestOut(BaseModel):
     executions: list[ExecutionRef] | None = None
     skipped: list[SkippedDevice] = Field(default_factory=list)
     state_counts: dict[str, int] | None = None
+    rollout: RolloutOut | None = None
 
 
 class ExecutionOut(BaseModel):
@@ -127,7 +177,7 @@ class EventOut(BaseModel):
     data: dict[str, Any] | None
 
 
-class StateUpdateIn(_In):
+class StateUpdateIn(StrictIn):
     """A state update by a device or an agent acting for it (Esper's PUT)."""
 
     state: ExecutionState
@@ -136,11 +186,11 @@ class StateUpdateIn(_In):
     progress: int | None = Field(None, ge=0, le=100)
 
 
-class CancelIn(_In):
+class CancelIn(StrictIn):
     reason: str | None = Field(None, max_length=1024)
 
 
-class DeviceIn(_In):
+class DeviceIn(StrictIn):
     id: DeviceId
     kind: DeviceKind = DeviceKind.DEVICE
     protocol: Protocol = Protocol.NATIVE
@@ -151,10 +201,10 @@ class DeviceIn(_In):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
-        return _check_timezone(value)
+        return check_timezone(value)
 
 
-class DevicePatch(_In):
+class DevicePatch(StrictIn):
     labels: Labels | None = None
     timezone: str | None = None
     delivery_policy: DeliveryPolicy | None = None
@@ -162,19 +212,7 @@ class DevicePatch(_In):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
-        return _check_timezone(value)
-
-
-def _check_timezone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name like Europe/Paris)"
-        ) from exc
-    return value
+        return check_timezone(value)
 
 
 class DeviceOut(BaseModel):
@@ -201,7 +239,7 @@ class DeviceCreated(DeviceOut):
     credentials: Credentials = Field(description="the MQTT password, shown only once")
 
 
-class ApiKeyIn(_In):
+class ApiKeyIn(StrictIn):
     scopes: list[Literal["read", "execute", "admin"]] = Field(min_length=1)
     name: str = Field("", max_length=128)
     expires_in: int | None = Field(None, ge=60, description="seconds until the key expires")

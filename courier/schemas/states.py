@@ -42,20 +42,40 @@ DEVICE_REPLY_STATES: frozenset[ExecutionState] = frozenset(
 
 # The only place that says which state may follow which. QUEUED accepts device replies
 # because an execution re-queued for a resend may already be on the device; the reply
-# decision additionally requires that it was sent at least once.
+# decision additionally requires that it was sent at least once. SCHEDULED follows QUEUED
+# when a window closes before the device took the command, and follows an attempt of a
+# RECURRING schedule that did not succeed (it waits for the next window).
 TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED, S.EXPIRED}),
     S.QUEUED: frozenset(
-        {S.SENT, S.CANCELLED, S.EXPIRED, S.ACKNOWLEDGED, S.IN_PROGRESS, S.SUCCEEDED, S.FAILED}
+        {
+            S.SENT,
+            S.CANCELLED,
+            S.EXPIRED,
+            S.ACKNOWLEDGED,
+            S.IN_PROGRESS,
+            S.SUCCEEDED,
+            S.FAILED,
+            S.SCHEDULED,
+        }
     ),
     S.SENT: frozenset(
-        {S.ACKNOWLEDGED, S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.QUEUED}
+        {
+            S.ACKNOWLEDGED,
+            S.IN_PROGRESS,
+            S.SUCCEEDED,
+            S.FAILED,
+            S.TIMED_OUT,
+            S.CANCELLED,
+            S.QUEUED,
+            S.SCHEDULED,
+        }
     ),
     S.ACKNOWLEDGED: frozenset(
-        {S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.QUEUED}
+        {S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.QUEUED, S.SCHEDULED}
     ),
     S.IN_PROGRESS: frozenset(
-        {S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.QUEUED}
+        {S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.QUEUED, S.SCHEDULED}
     ),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),

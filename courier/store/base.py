@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from courier.core.catalogue import Definition
 from courier.core.records import (
     ApiKey,
     Change,
@@ -20,12 +21,14 @@ from courier.core.records import (
     Dispatch,
     Event,
     Execution,
+    Group,
     Ignored,
     Page,
+    Tenant,
 )
 from courier.errors import CourierError, NotFound
 from courier.schemas.states import ExecutionState
-from courier.store import verbs
+from courier.store import fleet, verbs
 from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
 from courier.store.tx import ReadTx, Tx
 
@@ -212,6 +215,65 @@ class Store:
         return await self.backend.write(
             lambda tx: verbs.reissue(tx, tenant, execution_id, actor, queue_bound, now)
         )
+
+    # --- tenants, groups, definitions -----------------------------------------------------
+
+    async def get_tenant(self, tenant: str) -> Tenant:
+        return await self.backend.read(lambda tx: fleet.tenant_of(tx, tenant))
+
+    async def set_tenant_timezone(self, tenant: str, timezone: str | None) -> Tenant:
+        return await self.backend.write(lambda tx: fleet.set_tenant_timezone(tx, tenant, timezone))
+
+    async def create_group(
+        self, tenant: str, name: str, devices: Sequence[str], now: float, group_id: str | None
+    ) -> Group:
+        return await self.backend.write(
+            lambda tx: fleet.create_group(tx, tenant, name, devices, now, group_id)
+        )
+
+    async def get_group(self, tenant: str, group_id: str) -> Group:
+        return await self.backend.read(lambda tx: fleet.tenant_group(tx, tenant, group_id))
+
+    async def list_groups(self, tenant: str, limit: int, offset: int) -> Page[Group]:
+        return await self.backend.read(lambda tx: tx.list_groups(tenant, limit, offset))
+
+    async def rename_group(self, tenant: str, group_id: str, name: str, now: float) -> Group:
+        return await self.backend.write(
+            lambda tx: fleet.rename_group(tx, tenant, group_id, name, now)
+        )
+
+    async def delete_group(self, tenant: str, group_id: str) -> None:
+        await self.backend.write(lambda tx: fleet.delete_group(tx, tenant, group_id))
+
+    async def add_member(self, tenant: str, group_id: str, device_id: str, now: float) -> bool:
+        return await self.backend.write(
+            lambda tx: fleet.add_member(tx, tenant, group_id, device_id, now)
+        )
+
+    async def remove_member(self, tenant: str, group_id: str, device_id: str) -> None:
+        await self.backend.write(lambda tx: fleet.remove_member(tx, tenant, group_id, device_id))
+
+    async def group_members(
+        self, tenant: str, group_id: str, limit: int, offset: int
+    ) -> Page[Device]:
+        await self.get_group(tenant, group_id)
+        return await self.backend.read(lambda tx: tx.group_members(group_id, limit, offset))
+
+    async def definition_of(self, tenant: str, name: str) -> Definition | None:
+        """A command's definition (built-in or the tenant's); None when it has none."""
+        return await self.backend.read(lambda tx: fleet.definition_of(tx, tenant, name))
+
+    async def list_definitions(self, tenant: str) -> list[Definition]:
+        """The tenant's own definitions (the built-ins are in courier.core.catalogue)."""
+        return await self.backend.read(lambda tx: tx.list_definitions(tenant))
+
+    async def put_definition(self, tenant: str, definition: Definition, now: float) -> Definition:
+        return await self.backend.write(
+            lambda tx: fleet.put_definition(tx, tenant, definition, now)
+        )
+
+    async def delete_definition(self, tenant: str, name: str) -> None:
+        await self.backend.write(lambda tx: fleet.delete_definition(tx, tenant, name))
 
     # --- the engine --------------------------------------------------------------------
 

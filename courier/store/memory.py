@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
+from courier.core.catalogue import Definition
 from courier.core.records import (
     ApiKey,
     Change,
@@ -12,7 +14,10 @@ from courier.core.records import (
     Device,
     Event,
     Execution,
+    Group,
     Page,
+    TargetFilter,
+    Tenant,
 )
 from courier.errors import StoreError
 from courier.schemas.states import IN_FLIGHT, PENDING, ExecutionState
@@ -33,6 +38,10 @@ class _Data:
         self.executions: dict[str, Execution] = {}
         self.events: dict[str, list[Event]] = {}
         self.seq = 0
+        self.timezones: dict[str, str | None] = {}
+        self.groups: dict[str, Group] = {}
+        self.members: dict[str, dict[str, float]] = {}
+        self.definitions: dict[tuple[str, str], Definition] = {}
 
 
 def _page(found: list[T], limit: int, offset: int) -> Page[T]:
@@ -45,6 +54,7 @@ class MemoryTx:
     def __init__(self, data: _Data) -> None:
         self.d = data
         self.changes: list[Change] = []
+        self.cache: dict[Any, Any] = {}
         self._undo: list[Callable[[], None]] = []
 
     def _set(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
@@ -253,7 +263,11 @@ class MemoryTx:
         return counts
 
     def _due(self, e: Execution, now: float) -> bool:
-        return e.state is ExecutionState.QUEUED and e.not_before <= now < e.expires_at
+        return (
+            e.state is ExecutionState.QUEUED
+            and e.not_before <= now < e.expires_at
+            and (e.window_end is None or e.window_end > now)
+        )
 
     def queued(self, route_id: str, now: float, limit: int) -> list[Execution]:
         due = [
@@ -286,6 +300,108 @@ class MemoryTx:
         due = [e for e in self.d.executions.values() if e.wake_at is not None and e.wake_at <= now]
         due.sort(key=lambda e: (e.wake_at or 0.0, e.seq))
         return due[:limit]
+
+    # --- tenants, groups, definitions, dynamic targets, rollouts ----------------------------
+
+    def get_tenant(self, tenant: str) -> Tenant | None:
+        if tenant not in self.d.tenants:
+            return None
+        return Tenant(tenant, self.d.timezones.get(tenant))
+
+    def set_tenant_timezone(self, tenant: str, timezone: str | None) -> None:
+        self._set(self.d.timezones, tenant, timezone)
+
+    def get_group(self, group_id: str) -> Group | None:
+        group = self.d.groups.get(group_id)
+        if group is None:
+            return None
+        return replace(group, size=len(self.d.members.get(group_id, {})))
+
+    def group_id_by_name(self, tenant: str, name: str) -> str | None:
+        return next(
+            (g.id for g in self.d.groups.values() if g.tenant == tenant and g.name == name), None
+        )
+
+    def list_groups(self, tenant: str, limit: int, offset: int) -> Page[Group]:
+        found = sorted(
+            (g for g in self.d.groups.values() if g.tenant == tenant), key=lambda g: g.name
+        )
+        page = _page(found, limit, offset)
+        return Page(page.count, [self.get_group(g.id) or g for g in page.results], page.capped)
+
+    def put_group(self, group: Group) -> None:
+        self._set(self.d.groups, group.id, group)
+
+    def delete_group(self, group_id: str) -> None:
+        self._delete(self.d.members, group_id)
+        self._delete(self.d.groups, group_id)
+
+    def add_member(self, group_id: str, device_id: str, now: float) -> bool:
+        members = dict(self.d.members.get(group_id, {}))
+        if device_id in members:
+            return False
+        members[device_id] = now
+        self._set(self.d.members, group_id, members)
+        return True
+
+    def remove_member(self, group_id: str, device_id: str) -> bool:
+        members = dict(self.d.members.get(group_id, {}))
+        if members.pop(device_id, None) is None:
+            return False
+        self._set(self.d.members, group_id, members)
+        return True
+
+    def remove_device_memberships(self, device_id: str) -> None:
+        for group_id in list(self.d.members):
+            self.remove_member(group_id, device_id)
+
+    def group_members(self, group_id: str, limit: int, offset: int) -> Page[Device]:
+        ids = sorted(self.d.members.get(group_id, {}))
+        return _page([self.d.devices[i] for i in ids if i in self.d.devices], limit, offset)
+
+    def members_of(self, group_ids: Sequence[str]) -> list[str]:
+        found: dict[str, None] = {}
+        for group_id in group_ids:
+            members = self.d.members.get(group_id, {})
+            found.update((d, None) for d in sorted(members, key=lambda d: (members[d], d)))
+        return list(found)
+
+    def find_devices(self, tenant: str, flt: TargetFilter, limit: int) -> list[str]:
+        candidates: set[str] | None = None
+        if flt.devices or flt.groups:
+            candidates = set(flt.devices) | set(self.members_of(flt.groups))
+        found = [
+            d.id
+            for d in sorted(self.d.devices.values(), key=lambda d: d.id)
+            if d.tenant == tenant
+            and (candidates is None or d.id in candidates)
+            and all(d.labels.get(k) == v for k, v in flt.labels)
+            and (flt.kind is None or d.kind == flt.kind)
+            and (flt.online is None or d.online == flt.online)
+        ]
+        return found[:limit]
+
+    def get_definition(self, tenant: str, name: str) -> Definition | None:
+        return self.d.definitions.get((tenant, name))
+
+    def list_definitions(self, tenant: str) -> list[Definition]:
+        return sorted(
+            (v for (t, _), v in self.d.definitions.items() if t == tenant), key=lambda d: d.name
+        )
+
+    def put_definition(self, tenant: str, definition: Definition, now: float) -> None:
+        self._set(self.d.definitions, (tenant, definition.name), definition)
+
+    def delete_definition(self, tenant: str, name: str) -> bool:
+        if (tenant, name) not in self.d.definitions:
+            return False
+        self._delete(self.d.definitions, (tenant, name))
+        return True
+
+    def set_rollout_state(self, request_id: str, state: str) -> None:
+        self._set(
+            self.d.requests, request_id, replace(self.d.requests[request_id], rollout_state=state)
+        )
 
 
 class MemoryBackend:

@@ -18,77 +18,32 @@ from courier.core.records import (
     Protocol,
     RetryOn,
     RetryPolicy,
+    Rollout,
+    TargetFilter,
 )
+from courier.core.schedule import Schedule
 from courier.schemas.states import PENDING, ExecutionState
 
+# fmt: off
 EXEC_COLUMNS = (
-    "id",
-    "tenant_id",
-    "request_id",
-    "device_id",
-    "route_id",
-    "command",
-    "state",
-    "attempt",
-    "retry_max",
-    "retry_on",
-    "backoff_initial",
-    "backoff_multiplier",
-    "backoff_max",
-    "priority",
-    "timeout",
-    "ack_timeout",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "not_before",
-    "sent_at",
-    "ack_deadline",
-    "deadline",
-    "wake_at",
-    "reason",
-    "output",
-    "progress",
-    "reply_floor",
-    "retry_of",
-    "internal",
-    "seq",
+    "id", "tenant_id", "request_id", "device_id", "route_id", "command", "state", "attempt",
+    "retry_max", "retry_on", "backoff_initial", "backoff_multiplier", "backoff_max", "priority",
+    "timeout", "ack_timeout", "created_at", "updated_at", "expires_at", "not_before", "sent_at",
+    "ack_deadline", "deadline", "wake_at", "reason", "output", "progress", "reply_floor",
+    "retry_of", "internal", "window_end", "attempt_base", "seq",
 )
-EXEC_INSERT_COLUMNS = EXEC_COLUMNS[:-1]
 DEVICE_COLUMNS = (
-    "id",
-    "tenant_id",
-    "kind",
-    "gateway_id",
-    "protocol",
-    "labels",
-    "timezone",
-    "delivery_policy",
-    "password_hash",
-    "online",
-    "last_seen",
-    "created_at",
-    "updated_at",
+    "id", "tenant_id", "kind", "gateway_id", "protocol", "labels", "timezone", "delivery_policy",
+    "password_hash", "online", "last_seen", "created_at", "updated_at",
 )
 REQUEST_COLUMNS = (
-    "id",
-    "tenant_id",
-    "command_type",
-    "command",
-    "args",
-    "devices",
-    "device_type",
-    "ttl",
-    "timeout",
-    "ack_timeout",
-    "retry",
-    "priority",
-    "issued_by",
-    "created_at",
-    "idempotency_key",
-    "body_hash",
-    "skipped",
+    "id", "tenant_id", "command_type", "command", "args", "devices", "device_type", "ttl",
+    "timeout", "ack_timeout", "retry", "priority", "issued_by", "created_at", "idempotency_key",
+    "body_hash", "skipped", "targets", "schedule", "rollout", "rollout_state", "internal",
 )
+# fmt: on
+EXEC_INSERT_COLUMNS = EXEC_COLUMNS[:-1]
+
 # Execution fields that an update may change, by their index in the record.
 _MUTABLE = tuple(
     (Execution._fields.index(name), name)
@@ -109,6 +64,8 @@ _MUTABLE = tuple(
         "progress",
         "reply_floor",
         "retry_of",
+        "window_end",
+        "attempt_base",
     )
 )
 _OUTPUT = Execution._fields.index("output")
@@ -122,6 +79,7 @@ FRAGMENTS = {
     "exec_insert_marks": ", ".join("?" * len(EXEC_INSERT_COLUMNS)),
     "device_columns": ", ".join(DEVICE_COLUMNS),
     "request_columns": ", ".join(REQUEST_COLUMNS),
+    "request_marks": ", ".join("?" * len(REQUEST_COLUMNS)),
     "pending_states": ", ".join(f"'{s.value}'" for s in sorted(PENDING)),
 }
 
@@ -156,7 +114,7 @@ def execution_from_row(row: tuple[Any, ...]) -> Execution:
             None if output is None else orjson.loads(output),
             *row[26:29],
             bool(row[29]),
-            row[30],
+            *row[30:33],
         )
     )
 
@@ -194,6 +152,8 @@ def execution_params(e: Execution) -> tuple[Any, ...]:
         e.reply_floor,
         e.retry_of,
         int(e.internal),
+        e.window_end,
+        e.attempt_base,
     )
 
 
@@ -281,8 +241,15 @@ def request_from_row(row: tuple[Any, ...]) -> CommandRequest:
         idempotency_key,
         body_hash,
         skipped,
+        targets,
+        schedule,
+        rollout,
+        rollout_state,
+        internal,
     ) = row
     r = orjson.loads(retry)
+    target_data = orjson.loads(targets)
+    target_filter = target_data.get("filter")
     return CommandRequest(
         id=id_,
         tenant=tenant,
@@ -303,6 +270,12 @@ def request_from_row(row: tuple[Any, ...]) -> CommandRequest:
         idempotency_key=idempotency_key,
         body_hash=body_hash,
         skipped=orjson.loads(skipped),
+        groups=target_data.get("groups", []),
+        filter=None if target_filter is None else TargetFilter.from_json(target_filter),
+        schedule=None if schedule is None else Schedule.from_json(orjson.loads(schedule)),
+        rollout=None if rollout is None else Rollout(**orjson.loads(rollout)),
+        rollout_state=rollout_state,
+        internal=bool(internal),
     )
 
 
@@ -314,6 +287,8 @@ def request_params(q: CommandRequest) -> tuple[Any, ...]:
         "multiplier": q.retry.multiplier,
         "max_delay": q.retry.max_delay,
     }
+    targets = {"groups": q.groups, "filter": None if q.filter is None else q.filter.to_json()}
+    rollout = None if q.rollout is None else q.rollout.to_json()
     return (
         q.id,
         q.tenant,
@@ -332,6 +307,11 @@ def request_params(q: CommandRequest) -> tuple[Any, ...]:
         q.idempotency_key,
         q.body_hash,
         dumps(q.skipped),
+        dumps(targets),
+        None if q.schedule is None else dumps(q.schedule.to_json()),
+        None if rollout is None else dumps(rollout),
+        q.rollout_state,
+        int(q.internal),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from courier.core.catalogue import Definition
 from courier.core.records import (
     ApiKey,
     Change,
@@ -16,7 +17,10 @@ from courier.core.records import (
     Device,
     Event,
     Execution,
+    Group,
     Page,
+    TargetFilter,
+    Tenant,
 )
 from courier.schemas.states import PENDING
 from courier.store import sqlite_rows as rows
@@ -65,6 +69,7 @@ class SqliteTx:
         self.changes: list[Change] = []
         self._update_sql = update_sql
         self._args: dict[str, tuple[dict[str, Any], float]] = {}
+        self.cache: dict[Any, Any] = {}
 
     def _one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
@@ -297,14 +302,14 @@ class SqliteTx:
         return dict(self.conn.execute(Q["in_flight"], (route_id,)).fetchall())
 
     def queued(self, route_id: str, now: float, limit: int) -> list[Execution]:
-        cursor = self.conn.execute(Q["queued"], (route_id, now, now, limit))
+        cursor = self.conn.execute(Q["queued"], (route_id, now, now, now, limit))
         return [rows.execution_from_row(r) for r in cursor]
 
     def has_due_ahead(self, route_id: str, now: float, priority: int) -> bool:
-        return self._one(Q["has_due_ahead"], (route_id, now, now, priority)) is not None
+        return self._one(Q["has_due_ahead"], (route_id, now, now, priority, now)) is not None
 
     def routes_with_due(self, now: float, limit: int) -> list[str]:
-        return [r[0] for r in self.conn.execute(Q["routes_with_due"], (now, now, limit))]
+        return [r[0] for r in self.conn.execute(Q["routes_with_due"], (now, now, now, limit))]
 
     def queued_routes(self, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["queued_routes"], (limit,))]
@@ -312,3 +317,106 @@ class SqliteTx:
     def due_timers(self, now: float, limit: int) -> list[Execution]:
         cursor = self.conn.execute(Q["due_timers"], (now, limit))
         return [rows.execution_from_row(r) for r in cursor]
+
+    # --- tenants, groups, definitions, dynamic targets, rollouts ----------------------------
+
+    def get_tenant(self, tenant: str) -> Tenant | None:
+        row = self._one(Q["get_tenant"], (tenant,))
+        return None if row is None else Tenant(row[0], row[1])
+
+    def set_tenant_timezone(self, tenant: str, timezone: str | None) -> None:
+        self.conn.execute(Q["set_tenant_timezone"], (timezone, tenant))
+
+    def get_group(self, group_id: str) -> Group | None:
+        row = self._one(Q["get_group"], (group_id,))
+        return None if row is None else Group(*row)
+
+    def group_id_by_name(self, tenant: str, name: str) -> str | None:
+        row = self._one(Q["get_group_by_name"], (tenant, name))
+        return None if row is None else str(row[0])
+
+    def list_groups(self, tenant: str, limit: int, offset: int) -> Page[Group]:
+        count = self.conn.execute(Q["count_groups"], (tenant,)).fetchone()[0]
+        found = [Group(*r) for r in self.conn.execute(Q["list_groups"], (tenant, limit, offset))]
+        return Page(count, found)
+
+    def put_group(self, group: Group) -> None:
+        self.conn.execute(
+            Q["put_group"], (group.id, group.tenant, group.name, group.created_at, group.updated_at)
+        )
+
+    def delete_group(self, group_id: str) -> None:
+        self.conn.execute(Q["delete_group_members"], (group_id,))
+        self.conn.execute(Q["delete_group"], (group_id,))
+
+    def add_member(self, group_id: str, device_id: str, now: float) -> bool:
+        return self.conn.execute(Q["add_member"], (group_id, device_id, now)).rowcount > 0
+
+    def remove_member(self, group_id: str, device_id: str) -> bool:
+        return self.conn.execute(Q["remove_member"], (group_id, device_id)).rowcount > 0
+
+    def remove_device_memberships(self, device_id: str) -> None:
+        self.conn.execute(Q["remove_device_memberships"], (device_id,))
+
+    def group_members(self, group_id: str, limit: int, offset: int) -> Page[Device]:
+        count = self.conn.execute(Q["count_group_members"], (group_id,)).fetchone()[0]
+        cursor = self.conn.execute(Q["group_members"], (group_id, limit, offset))
+        return Page(count, [rows.device_from_row(r) for r in cursor])
+
+    def members_of(self, group_ids: Sequence[str]) -> list[str]:
+        found: dict[str, None] = {}
+        for group_id in group_ids:
+            cursor = self.conn.execute(
+                "SELECT device_id FROM group_members WHERE group_id = ? "
+                "ORDER BY added_at, device_id",
+                (group_id,),
+            )
+            found.update((r[0], None) for r in cursor)
+        return list(found)
+
+    def find_devices(self, tenant: str, flt: TargetFilter, limit: int) -> list[str]:
+        where: list[str] = ["tenant_id = ?"]
+        params: list[Any] = [tenant]
+        candidates = []
+        if flt.devices:
+            candidates.append(f"id IN ({_marks(len(flt.devices))})")
+            params.extend(flt.devices)
+        if flt.groups:
+            candidates.append(
+                "id IN (SELECT device_id FROM group_members "
+                f"WHERE group_id IN ({_marks(len(flt.groups))}))"
+            )
+            params.extend(flt.groups)
+        if candidates:
+            where.append("(" + " OR ".join(candidates) + ")")
+        for key, value in flt.labels:
+            where.append("json_extract(labels, ?) = ?")
+            params.extend(['$."' + key.replace('"', '""') + '"', value])
+        if flt.kind is not None:
+            where.append("kind = ?")
+            params.append(flt.kind.value)
+        if flt.online is not None:
+            where.append("online = ?")
+            params.append(int(flt.online))
+        sql = f"SELECT id FROM devices WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        return [r[0] for r in self.conn.execute(sql, [*params, limit])]
+
+    def get_definition(self, tenant: str, name: str) -> Definition | None:
+        row = self._one(Q["get_definition"], (tenant, name))
+        return None if row is None else Definition.from_json(orjson.loads(row[0]))
+
+    def list_definitions(self, tenant: str) -> list[Definition]:
+        cursor = self.conn.execute(Q["list_definitions"], (tenant,))
+        return [Definition.from_json(orjson.loads(r[0])) for r in cursor]
+
+    def put_definition(self, tenant: str, definition: Definition, now: float) -> None:
+        body = rows.dumps(definition.to_json())
+        self.conn.execute(
+            Q["put_definition"], (tenant, definition.name, body, tenant, definition.name, now, now)
+        )
+
+    def delete_definition(self, tenant: str, name: str) -> bool:
+        return self.conn.execute(Q["delete_definition"], (tenant, name)).rowcount > 0
+
+    def set_rollout_state(self, request_id: str, state: str) -> None:
+        self.conn.execute(Q["set_rollout_state"], (state, request_id))

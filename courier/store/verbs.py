@@ -29,10 +29,10 @@ from courier.errors import (
     InvalidInput,
     NotFound,
     QueueFull,
-    UnknownDevices,
 )
 from courier.ids import new_id
 from courier.schemas.states import IN_FLIGHT, TERMINAL, ExecutionState
+from courier.store import fleet
 from courier.store.tx import Tx
 
 IDEMPOTENCY_WINDOW = 24 * 3600.0
@@ -121,6 +121,7 @@ def delete_device(tx: Tx, tenant: str, device_id: str, actor: str, now: float) -
         lifecycle.cancel(e, now, actor, "device deleted") for e in tx.pending_of_device(device_id)
     ]
     apply(tx, changes)
+    tx.remove_device_memberships(device_id)
     tx.delete_device(device_id)
     return changes
 
@@ -160,11 +161,8 @@ def create_request(
             return Created(prior, tx.executions_of_request(prior.id), replayed=True)
         if found is not None:
             tx.forget_idempotency(request.tenant, key)
-    targets = list(dict.fromkeys(request.devices))
+    targets = fleet.resolve_targets(tx, request)
     devices = tx.get_devices(targets)
-    unknown = [d for d in targets if d not in devices or devices[d].tenant != request.tenant]
-    if unknown:
-        raise UnknownDevices(unknown)
     presence = {d: reachable(tx, devices[d]) for d in targets}
     selected, skipped = select_by_presence(((d, presence[d]) for d in targets), request.device_type)
     counts = tx.pending_counts(selected)
@@ -174,21 +172,31 @@ def create_request(
             f"queue bound of {queue_bound} pending executions reached for: {', '.join(full)}",
             devices=full,
         )
-    if request.skipped != skipped or request.devices != targets:
-        request = replace(request, devices=targets, skipped=skipped)
+    if request.command_type == "DEVICE" and request.devices != targets:
+        request = replace(request, devices=targets)
+    if request.skipped != skipped:
+        request = replace(request, skipped=skipped)
     tx.insert_request(request)
     changes: list[Change] = []
-    for device_id in selected:
+    for index, device_id in enumerate(selected):
         device = devices[device_id]
         route = route_of(device)
         created = lifecycle.new_execution(
-            request, new_id(), device_id, route, presence[device_id], now
+            request,
+            new_id(),
+            device_id,
+            route,
+            presence[device_id],
+            now,
+            windows=fleet.windows_of(tx, request, device),
+            not_before=fleet.stagger(request, index, now),
         )
         changes.append(created)
         if (
             in_flight_cap
             and presence[device_id]
             and created.after.state is ExecutionState.QUEUED
+            and created.after.not_before <= now
             and _room(
                 device.delivery_policy, _in_flight_of(tx, route, device_id, counts), in_flight_cap
             )
@@ -302,11 +310,20 @@ def update_state(
 ) -> Execution:
     execution = tenant_execution(tx, tenant, execution_id)
     change = lifecycle.update_state(
-        execution, state, now, rand(), actor, reason=reason, output=output, progress=progress
+        execution,
+        state,
+        now,
+        rand(),
+        actor,
+        reason=reason,
+        output=output,
+        progress=progress,
+        windows=fleet.windows_for(tx, execution),
     )
     if change is None:
         return execution
     apply(tx, [change])
+    fleet.check_rollouts(tx, [change], now)
     return change.after
 
 
@@ -327,7 +344,14 @@ def reissue(
     assert request is not None
     request = replace(request, issued_by=actor)
     change = lifecycle.new_execution(
-        request, new_id(), device.id, route_of(device), reachable(tx, device), now, old.id
+        request,
+        new_id(),
+        device.id,
+        route_of(device),
+        reachable(tx, device),
+        now,
+        old.id,
+        windows=fleet.windows_of(tx, request, device),
     )
     apply(tx, [change])
     return change.after
@@ -455,6 +479,7 @@ def record_replies(
             item.progress,
             item.output,
             item.attempt,
+            fleet.windows_for(tx, execution),
         )
         outcomes.append(outcome)
         if isinstance(outcome, Change):
@@ -469,15 +494,18 @@ def record_replies(
         assert after is not None
         tx.update_execution(before, after)
     tx.insert_events(events)
+    fleet.check_rollouts(tx, [o for o in outcomes if isinstance(o, Change)], now)
     return outcomes
 
 
 def fire_timers(tx: Tx, now: float, limit: int, rand: Rand) -> list[Change]:
-    changes = [
-        c for c in (lifecycle.on_timer(e, now, rand()) for e in tx.due_timers(now, limit)) if c
-    ]
+    changes = []
+    for execution in tx.due_timers(now, limit):
+        change = lifecycle.on_timer(execution, now, rand(), fleet.windows_for(tx, execution))
+        if change is not None:
+            changes.append(change)
     apply(tx, changes)
-    return changes
+    return changes + fleet.check_rollouts(tx, changes, now)
 
 
 def inbox(

@@ -89,6 +89,10 @@ class Transport(Protocol):
         """Subscribe now and again after every reconnect."""
         ...
 
+    async def unsubscribe(self, topics: Sequence[str]) -> None:
+        """Stop receiving these topics (and do not subscribe again after a reconnect)."""
+        ...
+
     def publish(
         self,
         topic: str,

@@ -108,6 +108,12 @@ class GmqttTransport:
         if self.connected:
             await self._send_subscribe(list(topics), qos)
 
+    async def unsubscribe(self, topics: Sequence[str]) -> None:
+        for topic in topics:
+            self._topics.pop(topic, None)
+        if self.connected:
+            self._client.unsubscribe(list(topics))
+
     async def _send_subscribe(self, topics: list[str], qos: int) -> None:
         subscriptions = [gmqtt.Subscription(t, qos=qos) for t in topics]
         mid = self._client.subscribe(subscriptions)

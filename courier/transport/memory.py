@@ -146,6 +146,12 @@ class MemoryTransport:
                 if topic_matches(topic, retained.topic):
                     self.broker._deliver(self, retained)
 
+    async def unsubscribe(self, topics: Sequence[str]) -> None:
+        session = self.broker.sessions.get(self.options.client_id)
+        if session is not None:
+            for topic in topics:
+                session.subscriptions.pop(topic, None)
+
     def publish(
         self,
         topic: str,

@@ -67,6 +67,9 @@ class LossyTransport:
     async def subscribe(self, topics: Sequence[str], qos: int = 1) -> None:
         await self.inner.subscribe(topics, qos)
 
+    async def unsubscribe(self, topics: Sequence[str]) -> None:
+        await self.inner.unsubscribe(topics)
+
     def publish(
         self,
         topic: str,

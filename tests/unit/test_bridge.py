@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -250,3 +251,16 @@ async def test_a_command_created_sent_is_published_by_the_commit_listener(rig: R
         (created.executions[0].id, {"x": 1}, 1)
     ]
     assert await rig.bridge.dispatch_once() == 0  # nothing left waiting
+
+
+async def test_a_device_online_before_it_was_registered_is_seen_online(rig: Rig) -> None:
+    raw = rig.silent_device("early")
+    await rig.mark_online("early", raw)  # presence while unknown: rejected, but retained
+    assert rig.metrics.rejected.labels("presence", "unknown_device")._value.get() == 1
+    await rig.store.add_device(device("early", online=False))
+    await rig.bridge.refresh_presence(["early"], hold=0.01)
+    await rig.settle()
+    assert (await rig.store.get_device("acme", "early")).online
+    await asyncio.sleep(0.05)
+    session = rig.broker.sessions["courier"]
+    assert "courier/devices/early/presence" not in session.subscriptions

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from courier.api.auth import actor, scope
-from courier.api.convert import page_out, request_out
-from courier.api.routes.common import CsvQuery, Limit, Offset, csv_devices, timestamp
+from courier.api.convert import execution_out, page_out, request_out
+from courier.api.routes.common import CsvQuery, Limit, Offset, csv_devices, csv_states, timestamp
 from courier.core.records import ApiKey, CommandRequest
 from courier.errors import InvalidInput
-from courier.schemas.api import CancelIn, CommandRequestIn, CommandRequestOut, PageOut
-from courier.store import RequestFilter
+from courier.schemas.api import CancelIn, CommandRequestIn, CommandRequestOut, ExecutionOut, PageOut
+from courier.store import ExecutionFilter, RequestFilter
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/commands", tags=["commands"])
 IdempotencyKey = Annotated[
@@ -101,3 +101,24 @@ async def cancel_command(
     reason = body.reason if body else None
     await service.store.cancel_request(tenant, request_id, actor(key), reason, service.clock.now())
     return await get_command(tenant, request_id, request, key)
+
+
+@router.get("/{request_id}/executions", response_model=PageOut[ExecutionOut])
+async def request_status(
+    tenant: str,
+    request_id: str,
+    request: Request,
+    device: CsvQuery = None,
+    state: CsvQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    key: ApiKey = Depends(scope("read")),
+) -> PageOut[ExecutionOut]:
+    """The request's status list: each device's execution, filtered by device and state."""
+    store = request.app.state.service.store
+    await store.get_request(tenant, request_id)
+    flt = ExecutionFilter(
+        request_ids=(request_id,), device_ids=csv_devices(device), states=csv_states(state)
+    )
+    page = await store.list_executions(tenant, flt, limit, offset)
+    return page_out(request, page, limit, offset, execution_out)

@@ -33,6 +33,9 @@ async def register_device(
 ) -> DeviceCreated:
     """Register a device. The answer carries its MQTT password, shown only this once."""
     device, password = await request.app.state.service.register_device(tenant, body)
+    bridge = request.app.state.bridge
+    if bridge is not None:
+        await bridge.refresh_presence([device.id])
     out = device_out(device)
     return DeviceCreated(
         **out.model_dump(), credentials=Credentials(username=device.id, password=password)

@@ -39,10 +39,10 @@ SELECT id, created_at FROM requests WHERE tenant_id = ? AND idempotency_key = ?;
 UPDATE requests SET idempotency_key = NULL WHERE tenant_id = ? AND idempotency_key = ?;
 
 -- name: insert_request
-INSERT INTO requests
-    (id, tenant_id, command_type, command, args, devices, device_type, ttl, timeout,
-     ack_timeout, retry, priority, issued_by, created_at, idempotency_key, body_hash, skipped)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO requests ({request_columns}) VALUES ({request_marks});
+
+-- name: set_rollout_state
+UPDATE requests SET rollout_state = ? WHERE id = ?;
 
 -- name: get_request
 SELECT {request_columns} FROM requests WHERE id = ?;
@@ -84,16 +84,19 @@ WHERE route_id = ? AND state IN ('SENT', 'ACKNOWLEDGED', 'IN_PROGRESS') GROUP BY
 -- name: queued
 SELECT {exec_columns} FROM executions
 WHERE route_id = ? AND state = 'QUEUED' AND not_before <= ? AND expires_at > ?
+  AND (window_end IS NULL OR window_end > ?)
 ORDER BY priority DESC, seq LIMIT ?;
 
 -- name: has_due_ahead
 SELECT 1 FROM executions
 WHERE route_id = ? AND state = 'QUEUED' AND not_before <= ? AND expires_at > ? AND priority >= ?
+  AND (window_end IS NULL OR window_end > ?)
 LIMIT 1;
 
 -- name: routes_with_due
 SELECT DISTINCT e.route_id FROM executions AS e JOIN devices AS d ON d.id = e.route_id
 WHERE e.state = 'QUEUED' AND e.not_before <= ? AND e.expires_at > ? AND d.online = 1
+  AND (e.window_end IS NULL OR e.window_end > ?)
 LIMIT ?;
 
 -- name: due_timers
@@ -121,3 +124,64 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- name: history
 SELECT execution_id, tenant_id, at, kind, from_state, to_state, actor, attempt, reason, data
 FROM events WHERE execution_id = ? ORDER BY seq;
+
+-- name: get_tenant
+SELECT id, timezone FROM tenants WHERE id = ?;
+
+-- name: set_tenant_timezone
+UPDATE tenants SET timezone = ? WHERE id = ?;
+
+-- name: get_group
+SELECT g.id, g.tenant_id, g.name, g.created_at, g.updated_at,
+       (SELECT count(*) FROM group_members AS m WHERE m.group_id = g.id)
+FROM groups AS g WHERE g.id = ?;
+
+-- name: get_group_by_name
+SELECT id FROM groups WHERE tenant_id = ? AND name = ?;
+
+-- name: list_groups
+SELECT g.id, g.tenant_id, g.name, g.created_at, g.updated_at,
+       (SELECT count(*) FROM group_members AS m WHERE m.group_id = g.id)
+FROM groups AS g WHERE g.tenant_id = ? ORDER BY g.name LIMIT ? OFFSET ?;
+
+-- name: count_groups
+SELECT count(*) FROM groups WHERE tenant_id = ?;
+
+-- name: put_group
+INSERT OR REPLACE INTO groups (id, tenant_id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?);
+
+-- name: delete_group
+DELETE FROM groups WHERE id = ?;
+
+-- name: delete_group_members
+DELETE FROM group_members WHERE group_id = ?;
+
+-- name: add_member
+INSERT OR IGNORE INTO group_members (group_id, device_id, added_at) VALUES (?, ?, ?);
+
+-- name: remove_member
+DELETE FROM group_members WHERE group_id = ? AND device_id = ?;
+
+-- name: remove_device_memberships
+DELETE FROM group_members WHERE device_id = ?;
+
+-- name: group_members
+SELECT {device_columns} FROM devices
+WHERE id IN (SELECT device_id FROM group_members WHERE group_id = ?)
+ORDER BY id LIMIT ? OFFSET ?;
+
+-- name: count_group_members
+SELECT count(*) FROM group_members WHERE group_id = ?;
+
+-- name: get_definition
+SELECT body FROM definitions WHERE tenant_id = ? AND name = ?;
+
+-- name: list_definitions
+SELECT body FROM definitions WHERE tenant_id = ? ORDER BY name;
+
+-- name: put_definition
+INSERT OR REPLACE INTO definitions (tenant_id, name, body, created_at, updated_at)
+VALUES (?, ?, ?, coalesce((SELECT created_at FROM definitions WHERE tenant_id = ? AND name = ?), ?), ?);
+
+-- name: delete_definition
+DELETE FROM definitions WHERE tenant_id = ? AND name = ?;
