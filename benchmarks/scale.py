@@ -51,7 +51,7 @@ def generate(path: Path, executions: int, devices: int, per_request: int, tenant
     device_ids = [f"fleet-{i:05d}" for i in range(devices)]
     now = time.time() - 30 * 86400
     conn.execute("BEGIN")
-    conn.execute("INSERT INTO tenants VALUES (?, ?)", (tenant, now))
+    conn.execute("INSERT INTO tenants (id, created_at) VALUES (?, ?)", (tenant, now))
     conn.executemany(
         "INSERT INTO devices VALUES (?, ?, 'device', NULL, 'native', '{}', NULL, 'burst', NULL, 0,"
         " NULL, ?, ?)",

@@ -1,0 +1,67 @@
+"""`courier bench` keeps working: a quick run of its parts, and its 1M-row generator on a
+small store with every timed query."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import scale
+from courier.api import create_app
+from courier.clock import SystemClock
+from courier.metrics import Metrics
+from courier.service import Service, ServiceConfig
+from courier.store import open_store
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_quick_bench_prints_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "courier",
+            "bench",
+            "--quick",
+            "--only",
+            "raw,service,fanout",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for window in (10, 100, 1000):
+        assert figures[f"raw/{window}"]["per_s"] > 0
+        assert figures[f"service/{window}"]["per_s"] > 0
+    assert figures["fanout"]["succeeded"] == 1000
+    assert "ratio" in result.stdout
+
+
+async def test_the_scale_store_answers_every_timed_query(tmp_path: Path) -> None:
+    import httpx
+
+    path = tmp_path / "scale.db"
+    scale.generate(path, 2_000, 100, 10, "bench")
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    service = Service(store, ServiceConfig(), SystemClock())
+    _, key = await service.create_api_key("bench", ["read"])
+    app = create_app(service, Metrics(), None, rate_limit=0)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://c"
+    ) as client:
+        for name, url in scale.queries("bench", scale.sample_ids(path)).items():
+            response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 200, (name, response.text)
+    await store.close()
