@@ -557,6 +557,11 @@ def status(ident: str | None, url: str, key: str, tenant: str) -> None:
     help="topic prefix",
 )
 @option("--seed", type=int, default=None, help="random seed for failures")
+@option(
+    "--attached",
+    default=None,
+    help="make DEVICE a gateway relaying to these simulated attached devices (A,B,C)",
+)
 def simulate(
     device_id: str,
     password: str | None,
@@ -566,9 +571,19 @@ def simulate(
     broker: str,
     prefix: str,
     seed: int | None,
+    attached: str | None,
 ) -> None:
-    """Run simulated devices that answer every command (for demos and load)."""
-    from courier.gateway.simulator import SimulatorConfig, device_names, run_simulator
+    """Run simulated devices that answer every command (for demos and load).
+
+    With --attached, DEVICE is a gateway that announces those devices and relays their
+    commands to them (simulated behind it).
+    """
+    from courier.gateway.simulator import (
+        SimulatorConfig,
+        device_names,
+        run_gateway,
+        run_simulator,
+    )
 
     if not 0 <= fail_rate <= 1:
         _fail("--fail-rate must be between 0 and 1")
@@ -579,9 +594,13 @@ def simulate(
         broker=broker, prefix=prefix, latency_ms=latency, fail_rate=fail_rate, seed=seed
     )
     credentials = [(name, password) for name in device_names(device_id, count)]
+    attached_ids = [a.strip() for a in (attached or "").split(",") if a.strip()]
     try:
         with _runner() as runner:
-            runner.run(run_simulator(credentials, config))
+            if attached_ids:
+                runner.run(run_gateway(device_id, password, attached_ids, config))
+            else:
+                runner.run(run_simulator(credentials, config))
     except KeyboardInterrupt:
         pass
     except CourierError as exc:

@@ -119,19 +119,21 @@ class Service:
 
     # --- devices -----------------------------------------------------------------------
 
-    async def register_device(self, tenant: str, body: DeviceIn) -> tuple[Device, str]:
-        """Register a device; answers it and its MQTT password (kept only as a hash)."""
+    async def register_device(self, tenant: str, body: DeviceIn) -> tuple[Device, str | None]:
+        """Register a device; answers it and its MQTT password (kept only as a hash). An
+        attached device has no MQTT connection of its own, hence no password."""
         now = self.clock.now()
-        password = new_device_password()
+        password = None if body.gateway_id else new_device_password()
         device = Device(
             id=body.id,
             tenant=tenant,
             kind=body.kind,
+            gateway_id=body.gateway_id,
             protocol=body.protocol,
             labels=dict(body.labels),
             timezone=body.timezone,
             delivery_policy=body.delivery_policy,
-            password_hash=mosquitto_hash(password),
+            password_hash=None if password is None else mosquitto_hash(password),
             created_at=now,
             updated_at=now,
         )

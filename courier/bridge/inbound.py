@@ -79,9 +79,7 @@ class InboundHandler:
             assert parsed.tenant is not None
             await self.bridge.ingress.handle(parsed.tenant, message, self.bridge.transport)
         elif parsed.kind is TopicKind.ATTACHED_PRESENCE:
-            self._reject(
-                message, "attached_presence", "unsupported", "attached devices are not supported"
-            )
+            await self._attached_presence(message, parsed)
         else:
             self._reject(message, parsed.kind.value, "unexpected", "not a topic Courier consumes")
 
@@ -117,6 +115,37 @@ class InboundHandler:
             log.warning("reply refused: %s", why, extra={"topic": message.topic})
         else:
             bridge.metrics.replies.labels(why.replace(" ", "_")).inc()
+
+    async def _attached_presence(self, message: Message, parsed: ParsedTopic) -> None:
+        """A gateway announces one of its attached devices (registering it if new)."""
+        bridge = self.bridge
+        assert parsed.device is not None
+        assert parsed.attached is not None
+        if not message.payload:
+            return
+        try:
+            presence = decode_presence(message.payload, bridge.config.max_payload)
+        except InvalidInput as exc:
+            self._reject(
+                message, "attached_presence", str(exc.extra.get("why", "invalid")), exc.message
+            )
+            return
+        result = await bridge.store.set_attached_presence(
+            parsed.device, parsed.attached, presence.online, bridge.clock.now()
+        )
+        if isinstance(result, str):
+            self._reject(message, "attached_presence", result.replace(" ", "_"), result)
+            return
+        device, changed = result
+        bridge.metrics.presence.labels(str(presence.online).lower()).inc()
+        if changed:
+            log.info(
+                "attached device %s",
+                "online" if device.online else "offline",
+                extra={"device": device.id, "gateway": parsed.device},
+            )
+        if device.online:
+            bridge.wake([parsed.device])
 
     async def _presence(self, message: Message, parsed: ParsedTopic) -> None:
         bridge = self.bridge

@@ -246,8 +246,11 @@ class Agent:
         self._tasks[envelope.id] = task
         task.add_done_callback(lambda _task: self._tasks.pop(envelope.id, None))
 
+    def _handler_for(self, ctx: CommandContext) -> Handler | None:
+        return self._handlers.get(ctx.command, self._default)
+
     async def _run(self, ctx: CommandContext) -> None:
-        handler = self._handlers.get(ctx.command, self._default)
+        handler = self._handler_for(ctx)
         record = self.replies.get(ctx.execution_id)
         assert record is not None
         if handler is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from courier.gateway.agent import Agent, CommandContext, CommandFailed
+from courier.gateway.relay import GatewayAgent, SimulatedLink
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,24 @@ async def run_simulator(
             log.info("simulated devices ran %d command(s)", runs)
     finally:
         await asyncio.gather(*(a.stop() for a in agents), return_exceptions=True)
+
+
+async def run_gateway(
+    gateway_id: str, password: str | None, attached: Sequence[str], config: SimulatorConfig
+) -> None:
+    """A simulated gateway relaying to simulated attached devices, until cancelled."""
+    link = SimulatedLink(attached, config.latency_ms, config.fail_rate, seed=config.seed)
+    gateway = GatewayAgent(
+        gateway_id,
+        password,
+        adapter=link,
+        broker=config.broker,
+        prefix=config.prefix,
+        report_started=config.report_started,
+    )
+    await gateway.start()
+    log.info("simulating gateway %s with %d attached device(s)", gateway_id, len(attached))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await gateway.stop()

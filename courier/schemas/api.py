@@ -193,6 +193,9 @@ class CancelIn(StrictIn):
 class DeviceIn(StrictIn):
     id: DeviceId
     kind: DeviceKind = DeviceKind.DEVICE
+    gateway_id: DeviceId | None = Field(
+        None, description="the gateway this device is attached to (it has no MQTT connection)"
+    )
     protocol: Protocol = Protocol.NATIVE
     labels: Labels = Field(default_factory=dict)
     timezone: str | None = None
@@ -236,7 +239,9 @@ class Credentials(BaseModel):
 
 
 class DeviceCreated(DeviceOut):
-    credentials: Credentials = Field(description="the MQTT password, shown only once")
+    credentials: Credentials | None = Field(
+        description="the MQTT password, shown only once (none for an attached device)"
+    )
 
 
 class ApiKeyIn(StrictIn):

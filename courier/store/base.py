@@ -128,6 +128,13 @@ class Store:
     ) -> tuple[Device, bool] | None:
         return await self.backend.write(lambda tx: verbs.set_presence(tx, device_id, online, now))
 
+    async def set_attached_presence(
+        self, gateway_id: str, device_id: str, online: bool, now: float
+    ) -> tuple[Device, bool] | str:
+        return await self.backend.write(
+            lambda tx: verbs.set_attached_presence(tx, gateway_id, device_id, online, now)
+        )
+
     # --- command requests --------------------------------------------------------------
 
     async def create_request(

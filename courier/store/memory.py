@@ -270,8 +270,14 @@ class MemoryTx:
         )
 
     def queued(self, route_id: str, now: float, limit: int) -> list[Execution]:
+        def reachable(e: Execution) -> bool:  # an attached device must be online itself
+            device = self.d.devices.get(e.device_id)
+            return e.device_id == e.route_id or (device is not None and device.online)
+
         due = [
-            e for e in self.d.executions.values() if e.route_id == route_id and self._due(e, now)
+            e
+            for e in self.d.executions.values()
+            if e.route_id == route_id and self._due(e, now) and reachable(e)
         ]
         due.sort(key=lambda e: (-e.priority, e.seq))
         return due[:limit]
@@ -289,6 +295,9 @@ class MemoryTx:
             if self._due(e, now) and device is not None and device.online:
                 routes[e.route_id] = None
         return list(routes)[:limit]
+
+    def attached_to(self, gateway_id: str) -> list[str]:
+        return sorted(d.id for d in self.d.devices.values() if d.gateway_id == gateway_id)
 
     def queued_routes(self, limit: int) -> list[str]:
         routes = {

@@ -311,6 +311,9 @@ class SqliteTx:
     def routes_with_due(self, now: float, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["routes_with_due"], (now, now, now, limit))]
 
+    def attached_to(self, gateway_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(Q["attached_to"], (gateway_id,))]
+
     def queued_routes(self, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["queued_routes"], (limit,))]
 

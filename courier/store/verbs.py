@@ -17,6 +17,7 @@ from courier.core.records import (
     CommandRequest,
     DeliveryPolicy,
     Device,
+    DeviceKind,
     Dispatch,
     Execution,
     Ignored,
@@ -94,6 +95,14 @@ def revoke_api_key(tx: Tx, tenant: str, key_id: str, now: float) -> ApiKey:
 def add_device(tx: Tx, device: Device) -> Device:
     if tx.get_device(device.id) is not None:
         raise AlreadyExists(f"device {device.id} is already registered")
+    if device.gateway_id is not None:
+        gateway = tx.get_device(device.gateway_id)
+        if gateway is None or gateway.tenant != device.tenant:
+            raise InvalidInput(f"gateway_id: no gateway {device.gateway_id}")
+        if gateway.kind is not DeviceKind.GATEWAY:
+            raise InvalidInput(f"gateway_id: {device.gateway_id} is not a gateway")
+        if device.kind is DeviceKind.GATEWAY:
+            raise InvalidInput("a gateway cannot be attached to another gateway")
     if not tx.tenant_exists(device.tenant):
         tx.insert_tenant(device.tenant, device.created_at)
     tx.insert_device(device)
@@ -116,13 +125,21 @@ def update_device(
 
 
 def delete_device(tx: Tx, tenant: str, device_id: str, actor: str, now: float) -> list[Change]:
-    tenant_device(tx, tenant, device_id)
-    changes = [
-        lifecycle.cancel(e, now, actor, "device deleted") for e in tx.pending_of_device(device_id)
-    ]
+    """Delete a device (and a gateway's attached devices); their pending work is cancelled."""
+    device = tenant_device(tx, tenant, device_id)
+    doomed = [device_id]
+    if device.kind is DeviceKind.GATEWAY:
+        doomed += tx.attached_to(device_id)
+    changes: list[Change] = []
+    for doomed_id in doomed:
+        reason = "device deleted" if doomed_id == device_id else f"its gateway {device_id} deleted"
+        changes += [
+            lifecycle.cancel(e, now, actor, reason) for e in tx.pending_of_device(doomed_id)
+        ]
     apply(tx, changes)
-    tx.remove_device_memberships(device_id)
-    tx.delete_device(device_id)
+    for doomed_id in doomed:
+        tx.remove_device_memberships(doomed_id)
+        tx.delete_device(doomed_id)
     return changes
 
 
@@ -134,6 +151,37 @@ def set_presence(tx: Tx, device_id: str, online: bool, now: float) -> tuple[Devi
     changed = device.online != online
     tx.update_device(replace(device, online=online, last_seen=now))
     return replace(device, online=online, last_seen=now), changed
+
+
+def set_attached_presence(
+    tx: Tx, gateway_id: str, device_id: str, online: bool, now: float
+) -> tuple[Device, bool] | str:
+    """A gateway announces an attached device: registered on first sight (in the gateway's
+    tenant), its presence recorded. Answers (device, changed), or why it was refused."""
+    gateway = tx.get_device(gateway_id)
+    if gateway is None:
+        return "unknown gateway"
+    if gateway.kind is not DeviceKind.GATEWAY:
+        return "not a gateway"
+    device = tx.get_device(device_id)
+    if device is None:
+        device = Device(
+            id=device_id,
+            tenant=gateway.tenant,
+            gateway_id=gateway_id,
+            online=online,
+            last_seen=now,
+            created_at=now,
+            updated_at=now,
+        )
+        tx.insert_device(device)
+        return device, True
+    if device.gateway_id != gateway_id:
+        return "attached to another gateway" if device.gateway_id else "not an attached device"
+    changed = device.online != online
+    device = replace(device, online=online, last_seen=now)
+    tx.update_device(device)
+    return device, changed
 
 
 # --- requests -----------------------------------------------------------------------------

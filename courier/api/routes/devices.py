@@ -36,10 +36,8 @@ async def register_device(
     bridge = request.app.state.bridge
     if bridge is not None:
         await bridge.refresh_presence([device.id])
-    out = device_out(device)
-    return DeviceCreated(
-        **out.model_dump(), credentials=Credentials(username=device.id, password=password)
-    )
+    credentials = None if password is None else Credentials(username=device.id, password=password)
+    return DeviceCreated(**device_out(device).model_dump(), credentials=credentials)
 
 
 @router.get("", response_model=PageOut[DeviceOut])

@@ -82,10 +82,16 @@ SELECT state, count(*) FROM executions
 WHERE route_id = ? AND state IN ('SENT', 'ACKNOWLEDGED', 'IN_PROGRESS') GROUP BY state;
 
 -- name: queued
+-- An attached device's executions travel through its gateway (the route) and wait for the
+-- attached device to be online too.
 SELECT {exec_columns} FROM executions
 WHERE route_id = ? AND state = 'QUEUED' AND not_before <= ? AND expires_at > ?
   AND (window_end IS NULL OR window_end > ?)
+  AND (device_id = route_id OR device_id IN (SELECT id FROM devices WHERE online = 1))
 ORDER BY priority DESC, seq LIMIT ?;
+
+-- name: attached_to
+SELECT id FROM devices WHERE gateway_id = ? ORDER BY id;
 
 -- name: has_due_ahead
 SELECT 1 FROM executions

@@ -38,3 +38,5 @@ ALTER TABLE requests ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;
 -- count when that window opened (a recurring schedule gives each window its attempts).
 ALTER TABLE executions ADD COLUMN window_end REAL;
 ALTER TABLE executions ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
+
+CREATE INDEX ix_devices_gateway ON devices (gateway_id) WHERE gateway_id IS NOT NULL;
