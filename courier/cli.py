@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -514,7 +515,7 @@ def status(ident: str | None, url: str, key: str, tenant: str) -> None:
 
 
 @main.command()
-@option("--device", "device_id", required=True, help="device id (the base id with --devices)")
+@option("--device", "device_id", default=None, help="device id (the base id with --devices)")
 @option(
     "--password",
     default=None,
@@ -562,8 +563,20 @@ def status(ident: str | None, url: str, key: str, tenant: str) -> None:
     default=None,
     help="make DEVICE a gateway relaying to these simulated attached devices (A,B,C)",
 )
+@option(
+    "--lwm2m",
+    "endpoint",
+    default=None,
+    help="run a simulated LwM2M client with this endpoint name on the EMQX-format topics",
+)
+@option(
+    "--lwm2m-mountpoint",
+    default="lwm2m",
+    show_default=True,
+    help="mount point of the LwM2M topics (as `courier serve --lwm2m-mountpoint`)",
+)
 def simulate(
-    device_id: str,
+    device_id: str | None,
     password: str | None,
     count: int,
     fail_rate: float,
@@ -572,18 +585,31 @@ def simulate(
     prefix: str,
     seed: int | None,
     attached: str | None,
+    endpoint: str | None,
+    lwm2m_mountpoint: str,
 ) -> None:
     """Run simulated devices that answer every command (for demos and load).
 
     With --attached, DEVICE is a gateway that announces those devices and relays their
-    commands to them (simulated behind it).
+    commands to them (simulated behind it). With --lwm2m EP, an LwM2M client (objects /3
+    and /5) registers as EP and answers in the EMQX LwM2M gateway's format.
     """
     from courier.gateway.simulator import (
         SimulatorConfig,
         device_names,
         run_gateway,
+        run_lwm2m,
         run_simulator,
     )
+
+    if endpoint is not None:
+        configure_logging("info", "text")
+        with contextlib.suppress(KeyboardInterrupt), _runner() as runner:
+            runner.run(run_lwm2m(endpoint, broker, lwm2m_mountpoint))
+        return
+    if device_id is None:
+        _fail("give --device (or --lwm2m EP)")
+        return
 
     if not 0 <= fail_rate <= 1:
         _fail("--fail-rate must be between 0 and 1")

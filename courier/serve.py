@@ -68,6 +68,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             max_payload=settings.max_payload,
             in_flight=settings.in_flight,
             sweep_interval=settings.sweep_interval,
+            lwm2m_mountpoint=settings.lwm2m_mountpoint,
         ),
         clock,
         metrics,
@@ -79,10 +80,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             ack_timeout=settings.ack_timeout,
             in_flight=settings.in_flight,
             claim_on_create=True,
+            files_dir=settings.files_dir,
+            max_file_size=settings.max_file_size,
+            public_url=settings.device_url,
+            url_ttl=settings.url_ttl,
         ),
         clock,
     )
     bridge.ingress = Ingress(service, metrics, settings.max_payload)
+    bridge.files = service.files
     app = create_app(
         service,
         metrics,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import orjson
 
@@ -20,7 +21,9 @@ from courier.credentials import (
     secret_matches,
 )
 from courier.errors import CourierError, Forbidden, Unauthorized
+from courier.files.service import Files
 from courier.ids import new_id
+from courier.references import resolve_args
 from courier.schemas.api import CommandRequestIn, DeviceIn
 from courier.schemas.fleet import DefinitionIn, check_schedule
 from courier.store import Store
@@ -47,6 +50,10 @@ class ServiceConfig:
     in_flight: int = 100
     inbox_limit: int = 100
     claim_on_create: bool = False  # a bridge runs in this process and publishes the sends
+    files_dir: str = "courier-files"
+    max_file_size: int = 100 * 1024 * 1024
+    public_url: str = "http://127.0.0.1:8080"
+    url_ttl: float = 3600.0
 
 
 class Service:
@@ -58,11 +65,15 @@ class Service:
         config: ServiceConfig,
         clock: Clock,
         rand: Callable[[], float] = random.random,
+        files: Files | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.rand = rand
+        self.files = files or Files(
+            store, Path(config.files_dir), config.max_file_size, config.public_url, config.url_ttl
+        )
         self._keys: dict[str, tuple[ApiKey, float]] = {}
         self._definitions: dict[tuple[str, str], tuple[Definition | None, float]] = {}
 
@@ -221,6 +232,7 @@ class Service:
         """Store a request and its executions; committed before this returns."""
         definition = await self.definition(tenant, body.command)
         request = self.build_request(tenant, body, issued_by, definition, idempotency_key)
+        request = await self._resolved(request)
         return await self.store.create_request(
             request, self.config.queue_bound, request.created_at, self._claim_cap
         )
@@ -234,7 +246,8 @@ class Service:
         for body in bodies:
             try:
                 definition = await self.definition(tenant, body.command)
-                requests.append(self.build_request(tenant, body, issued_by, definition))
+                request = self.build_request(tenant, body, issued_by, definition)
+                requests.append(await self._resolved(request))
                 results.append(None)
             except CourierError as exc:
                 results.append(exc)
@@ -244,6 +257,10 @@ class Service:
             )
         )
         return [next(created) if r is None else r for r in results]
+
+    async def _resolved(self, request: CommandRequest) -> CommandRequest:
+        args = await resolve_args(self.store, request.tenant, request.command, request.args)
+        return request if args is request.args else replace(request, args=args)
 
     @property
     def _claim_cap(self) -> int:

@@ -35,12 +35,25 @@ class Settings:
     log_level: str = _s("info", "debug, info, warning or error")
     log_format: str = _s("auto", "json, text, or auto (json unless stderr is a terminal)")
     shutdown_grace: float = _s(10.0, "seconds to finish work after SIGTERM before cancelling")
+    files_dir: str = _s("courier-files", "directory of the file store (uploads, packages)")
+    max_file_size: int = _s(100 * 1024 * 1024, "largest file accepted by the file store, bytes")
+    public_url: str = _s("", "base URL devices reach the API at (default http://<http>)")
+    url_ttl: float = _s(3600.0, "seconds a signed file link in a command stays valid")
+    lwm2m_mountpoint: str = _s("lwm2m", "topic mount point of the EMQX-format LwM2M profile")
 
     def __post_init__(self) -> None:
         broker_address(self.broker)
         validate_prefix(self.prefix)
         self.http_address  # noqa: B018 - validates
-        positive = ("max_payload", "in_flight", "queue_bound", "ack_timeout", "sweep_interval")
+        positive = (
+            "max_payload",
+            "in_flight",
+            "queue_bound",
+            "ack_timeout",
+            "sweep_interval",
+            "max_file_size",
+            "url_ttl",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
@@ -48,8 +61,21 @@ class Settings:
             raise ConfigError("rate_limit must be >= 0 and rate_burst >= 1")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"log_level must be debug, info, warning or error: {self.log_level}")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"public_url must be an http(s) URL, not {self.public_url!r}")
+        if not self.lwm2m_mountpoint or any(c in self.lwm2m_mountpoint for c in "+#\0"):
+            raise ConfigError(f"lwm2m_mountpoint must be a topic level: {self.lwm2m_mountpoint!r}")
         if self.log_format not in {"json", "text", "auto"}:
             raise ConfigError(f"log_format must be json, text or auto: {self.log_format}")
+
+    @property
+    def device_url(self) -> str:
+        """Where devices fetch and put files: public_url, or the API's own address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = self.http_address
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
+        return f"http://{host}:{port}"
 
     @property
     def http_address(self) -> tuple[str, int]:

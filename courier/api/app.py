@@ -14,7 +14,10 @@ from courier.api.routes import (
     commands,
     definitions,
     devices,
+    documents,
     executions,
+    files,
+    gateway_commands,
     groups,
     health,
     tenants,
@@ -45,7 +48,19 @@ def create_app(
     app.state.bridge = bridge
     app.state.rate_limiter = RateLimiter(rate_limit, rate_burst)
     problems.install(app)
-    for module in (health, tenants, devices, groups, commands, executions, definitions, apikeys):
+    for module in (
+        health,
+        tenants,
+        devices,
+        groups,
+        commands,
+        executions,
+        definitions,
+        apikeys,
+        files,
+        documents,
+        gateway_commands,
+    ):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(BodyLimit, max_bytes=max_body, exempt=files.is_streamed)
     return app

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from courier.bridge.events import event_bytes
 from courier.bridge.inbound import InboundHandler
 from courier.bridge.ingress import Ingress
+from courier.bridge.lwm2m import Lwm2mProfile
 from courier.clock import Clock
 from courier.core.records import Change, Dispatch
 from courier.errors import TransportError
+from courier.files.service import Files, with_links
 from courier.metrics import Metrics
 from courier.schemas.mqtt import cancel_bytes, envelope_bytes
 from courier.schemas.states import IN_FLIGHT, TERMINAL, ExecutionState
@@ -40,6 +42,7 @@ class BridgeConfig:
     routes_per_claim: int = 64
     timer_batch: int = 500
     publish_events: bool = True
+    lwm2m_mountpoint: str = "lwm2m"
 
 
 class Bridge:
@@ -61,6 +64,8 @@ class Bridge:
         self.topics = Topics(config.prefix)
         self.inbound = InboundHandler(self)
         self.ingress: Ingress | None = None  # requests over MQTT, when a service is wired in
+        self.files: Files | None = None  # signs the file links of commands, when wired in
+        self.lwm2m = Lwm2mProfile(self, config.lwm2m_mountpoint)
         self._dirty: dict[str, None] = {}
         # Routes that may have QUEUED executions: a finished command frees a slot, which
         # only matters to a device with something waiting. The sweep covers what this misses.
@@ -100,6 +105,10 @@ class Bridge:
         ]
         if self.ingress is not None:
             topics.append(self.topics.all_requests)
+        topics.extend(self.lwm2m.topics)
+        if self.files is not None:
+            await self.files.links(self.clock)
+        await self.lwm2m.load()
         await self.transport.subscribe(topics, qos=1)
         self.metrics.connected.set(1)
         self._backlog.update(await self.store.queued_routes())
@@ -266,7 +275,20 @@ class Bridge:
     def _publish_one(self, dispatch: Dispatch, now: float) -> int:
         """Publish a committed send; 0 if the broker is away (the ack timeout resends it)."""
         execution = dispatch.execution
+        if execution.route_id in self.lwm2m.endpoints:
+            return self.lwm2m.publish(dispatch, now)
         attached = execution.device_id if execution.device_id != execution.route_id else None
+        if self.files is not None:
+            args = with_links(
+                self.files.ready_links,
+                execution.tenant,
+                execution.id,
+                execution.command,
+                dispatch.args,
+                now,
+            )
+            if args is not dispatch.args:
+                dispatch = Dispatch(execution, args, dispatch.request_created_at)
         try:
             self.transport.publish(
                 self.topics.command(execution.route_id, execution.id),
@@ -327,3 +349,4 @@ class Bridge:
             await asyncio.sleep(self.config.sweep_interval)
             self._dirty_all = True
             self._wake_dispatch.set()
+            await self.lwm2m.expire_leases()

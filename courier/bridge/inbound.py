@@ -67,6 +67,9 @@ class InboundHandler:
         )
 
     async def handle(self, message: Message) -> None:
+        if self.bridge.lwm2m.owns(message.topic):
+            await self.bridge.lwm2m.handle(message)
+            return
         parsed = self.bridge.topics.parse(message.topic)
         if parsed is None:
             self._reject(message, "unknown", "bad_topic", "topic is not one of Courier's")

@@ -4,6 +4,7 @@ and the validation of a command's arguments against its definition's JSON Schema
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
+from courier.core import lwm2m
 from courier.errors import InvalidInput
 
 FORMATS = FormatChecker()
@@ -54,7 +56,7 @@ class Definition:
     ttl: int | None = None
     max_timeout: float | None = None
     max_ttl: int | None = None
-    source: str = "tenant"  # esper | enos | tenant
+    source: str = "tenant"  # esper | enos | edgeiq | tenant
 
     @property
     def builtin(self) -> bool:
@@ -95,6 +97,9 @@ def validate_args(definition: Definition, args: dict[str, Any]) -> None:
     validator = Draft202012Validator(definition.schema, format_checker=FORMATS)
     errors = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.path])
     if not errors:
+        check = CHECKS.get(definition.name) if definition.builtin else None
+        if check is not None:
+            check(args)
         return
     problems = []
     for error in errors[:10]:
@@ -327,4 +332,48 @@ BUILTINS: dict[str, Definition] = {
         source="enos",
         **_ENOS_TIMING,  # type: ignore[arg-type]
     ),
+}
+
+
+# EdgeIQ's gateway command types, in the native shape (the seed's argument names).
+_EDGEIQ = {
+    "lwm2m_request": Definition(
+        "lwm2m_request",
+        _obj(
+            ["type", "endpoint"],
+            type=_enum(*lwm2m.REQUEST_TYPES),
+            endpoint={"type": "string", "description": "LwM2M path /obj[/inst[/res[/ri]]]"},
+            data={"description": "write: a value or {type, value}; exec: arguments"},
+        ),
+        "An LwM2M operation on a path",
+        source="edgeiq",
+    ),
+    "lwm2m_file": Definition(
+        "lwm2m_file",
+        _obj(
+            ["type", "filepath"],
+            type=_enum("fileupload", "filedownload"),
+            file_id=_STR,
+            filepath=_STR,
+        ),
+        "Push a stored file to the device, or fetch a file from it",
+        source="edgeiq",
+    ),
+    "software_update": Definition(
+        "software_update",
+        _obj(["software_update_id"], software_update_id=_STR),
+        "Install a software update package",
+        source="edgeiq",
+    ),
+    "setting": Definition(
+        "setting",
+        _obj(["setting_id"], setting_id=_STR),
+        "Push a named setting document",
+        source="edgeiq",
+    ),
+}
+BUILTINS |= _EDGEIQ
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "lwm2m_request": lwm2m.check_request,
+    "lwm2m_file": lwm2m.check_file,
 }

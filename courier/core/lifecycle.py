@@ -257,8 +257,11 @@ def reply(
     output: Any = None,
     attempt: int | None = None,
     windows: Windows | None = None,
+    timed_out: bool = False,
 ) -> Change | Ignored:
-    """A device (or an agent on its behalf) reports ACKNOWLEDGED, IN_PROGRESS or a result."""
+    """A device (or an agent on its behalf) reports ACKNOWLEDGED, IN_PROGRESS or a result.
+    `timed_out`: a FAILED that says the device never answered (an LwM2M CoAP timeout), retried
+    and ended as a timeout."""
     data: dict[str, Any] = {"state": state.value}
     if reason is not None:
         data["reason"] = reason
@@ -324,8 +327,8 @@ def reply(
         execution,
         now,
         rand,
-        RetryOn.FAILURE,
-        S.FAILED,
+        RetryOn.TIMEOUT if timed_out else RetryOn.FAILURE,
+        S.TIMED_OUT if timed_out else S.FAILED,
         why,
         actor,
         data=data,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from courier.gateway.agent import Agent, CommandContext, CommandFailed
+from courier.gateway.lwm2m_client import SimulatedLwm2mClient
 from courier.gateway.relay import GatewayAgent, SimulatedLink
 
 log = logging.getLogger(__name__)
@@ -103,3 +104,16 @@ async def run_gateway(
         await asyncio.Event().wait()
     finally:
         await gateway.stop()
+
+
+async def run_lwm2m(endpoint: str, broker: str, mountpoint: str) -> None:
+    """A simulated LwM2M client, until cancelled; it re-registers every half lifetime."""
+    client = SimulatedLwm2mClient(endpoint, broker=broker, mountpoint=mountpoint)
+    await client.start()
+    log.info("simulating LwM2M client %s on %s/%s/...", endpoint, mountpoint, endpoint)
+    try:
+        while True:
+            await asyncio.sleep(client.lifetime / 2)
+            client.register("update")
+    finally:
+        await client.stop()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from courier.core.catalogue import Definition
+from courier.core.documents import Document, Observation, SoftwareUpdate, StoredFile
 from courier.core.records import (
     ApiKey,
     Change,
@@ -28,11 +29,12 @@ from courier.core.records import (
 )
 from courier.errors import CourierError, NotFound
 from courier.schemas.states import ExecutionState
-from courier.store import fleet, verbs
+from courier.store import documents, fleet, verbs
 from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
 from courier.store.tx import ReadTx, Tx
 
 T = TypeVar("T")
+DocT = TypeVar("DocT", bound=Document)
 Listener = Callable[[Sequence[Change]], None]
 log = logging.getLogger(__name__)
 
@@ -281,6 +283,57 @@ class Store:
 
     async def delete_definition(self, tenant: str, name: str) -> None:
         await self.backend.write(lambda tx: fleet.delete_definition(tx, tenant, name))
+
+    # --- documents ------------------------------------------------------------------------
+
+    async def put_document(self, doc: DocT) -> DocT:
+        await self.backend.write(lambda tx: documents.put_document(tx, doc))
+        return doc
+
+    async def get_document(self, cls: type[DocT], tenant: str, doc_id: str) -> DocT:
+        return await self.backend.read(lambda tx: documents.get_document(tx, cls, tenant, doc_id))
+
+    async def list_documents(
+        self, cls: type[DocT], tenant: str, limit: int, offset: int
+    ) -> Page[DocT]:
+        return await self.backend.read(
+            lambda tx: documents.list_documents(tx, cls, tenant, limit, offset)
+        )
+
+    async def delete_document(self, cls: type[DocT], tenant: str, doc_id: str) -> DocT:
+        return await self.backend.write(
+            lambda tx: documents.delete_document(tx, cls, tenant, doc_id)
+        )
+
+    async def add_software_update(self, update: SoftwareUpdate) -> SoftwareUpdate:
+        return await self.backend.write(lambda tx: documents.add_software_update(tx, update))
+
+    async def delete_file(self, tenant: str, file_id: str) -> StoredFile:
+        return await self.backend.write(lambda tx: documents.delete_file(tx, tenant, file_id))
+
+    async def observation_of(self, execution_id: str) -> Observation | None:
+        return await self.backend.read(lambda tx: documents.observation_of(tx, execution_id))
+
+    async def start_observation(self, execution: Execution, path: str, now: float) -> None:
+        await self.backend.write(lambda tx: documents.start_observation(tx, execution, path, now))
+
+    async def stop_observations(self, tenant: str, device_id: str, path: str, now: float) -> int:
+        return await self.backend.write(
+            lambda tx: documents.stop_observations(tx, tenant, device_id, path, now)
+        )
+
+    async def record_notification(
+        self, tenant: str, device_id: str, path: str, data: dict[str, Any], now: float
+    ) -> str | None:
+        return await self.backend.write(
+            lambda tx: documents.record_notification(tx, tenant, device_id, path, data, now)
+        )
+
+    async def devices_speaking(self, protocol: str) -> list[str]:
+        return await self.backend.read(lambda tx: tx.devices_speaking(protocol))
+
+    async def server_secret(self, name: str, now: float) -> str:
+        return await self.backend.write(lambda tx: documents.server_secret(tx, name, now))
 
     # --- the engine --------------------------------------------------------------------
 

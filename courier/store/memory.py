@@ -42,6 +42,7 @@ class _Data:
         self.groups: dict[str, Group] = {}
         self.members: dict[str, dict[str, float]] = {}
         self.definitions: dict[tuple[str, str], Definition] = {}
+        self.documents: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _page(found: list[T], limit: int, offset: int) -> Page[T]:
@@ -299,6 +300,9 @@ class MemoryTx:
     def attached_to(self, gateway_id: str) -> list[str]:
         return sorted(d.id for d in self.d.devices.values() if d.gateway_id == gateway_id)
 
+    def devices_speaking(self, protocol: str) -> list[str]:
+        return sorted(d.id for d in self.d.devices.values() if d.protocol == protocol)
+
     def queued_routes(self, limit: int) -> list[str]:
         routes = {
             e.route_id: None for e in self.d.executions.values() if e.state is ExecutionState.QUEUED
@@ -405,6 +409,36 @@ class MemoryTx:
         if (tenant, name) not in self.d.definitions:
             return False
         self._delete(self.d.definitions, (tenant, name))
+        return True
+
+    def get_doc(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        return self.d.documents.get((kind, doc_id))
+
+    def list_docs(self, kind: str, tenant: str, limit: int, offset: int) -> Page[dict[str, Any]]:
+        found = sorted(
+            (r for (k, _), r in self.d.documents.items() if k == kind and r["tenant"] == tenant),
+            key=lambda r: (r["created_at"], r["id"]),
+        )
+        return _page(found, limit, offset)
+
+    def docs_named(self, kind: str, tenant: str, name: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for (k, _), r in self.d.documents.items()
+            if k == kind and r["tenant"] == tenant and r["name"] == name
+        ]
+
+    def put_doc(self, kind: str, row: dict[str, Any], unique: bool) -> None:
+        if unique and any(
+            r["id"] != row["id"] for r in self.docs_named(kind, row["tenant"], row["name"])
+        ):
+            raise StoreError(f"UNIQUE constraint: a {kind} named {row['name']!r} exists")
+        self._set(self.d.documents, (kind, row["id"]), row)
+
+    def delete_doc(self, kind: str, doc_id: str) -> bool:
+        if (kind, doc_id) not in self.d.documents:
+            return False
+        self._delete(self.d.documents, (kind, doc_id))
         return True
 
     def set_rollout_state(self, request_id: str, state: str) -> None:

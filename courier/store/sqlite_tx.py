@@ -314,6 +314,10 @@ class SqliteTx:
     def attached_to(self, gateway_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["attached_to"], (gateway_id,))]
 
+    def devices_speaking(self, protocol: str) -> list[str]:
+        sql = "SELECT id FROM devices WHERE protocol = ?"
+        return [r[0] for r in self.conn.execute(sql, (protocol,))]
+
     def queued_routes(self, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["queued_routes"], (limit,))]
 
@@ -423,3 +427,61 @@ class SqliteTx:
 
     def set_rollout_state(self, request_id: str, state: str) -> None:
         self.conn.execute(Q["set_rollout_state"], (state, request_id))
+
+    # --- documents ----------------------------------------------------------------------
+
+    @staticmethod
+    def _doc(row: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            "id": row[0],
+            "tenant": row[1],
+            "name": row[2],
+            "body": orjson.loads(row[3]),
+            "created_at": row[4],
+        }
+
+    def get_doc(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT id, tenant_id, name, body, created_at FROM documents WHERE kind = ? AND id = ?",
+            (kind, doc_id),
+        )
+        return None if row is None else self._doc(row)
+
+    def list_docs(self, kind: str, tenant: str, limit: int, offset: int) -> Page[dict[str, Any]]:
+        count, capped = _count(self.conn, "documents", "kind = ? AND tenant_id = ?", [kind, tenant])
+        cursor = self.conn.execute(
+            "SELECT id, tenant_id, name, body, created_at FROM documents "
+            "WHERE kind = ? AND tenant_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?",
+            (kind, tenant, limit, offset),
+        )
+        return Page(count, [self._doc(r) for r in cursor], capped)
+
+    def docs_named(self, kind: str, tenant: str, name: str) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(
+            "SELECT id, tenant_id, name, body, created_at FROM documents "
+            "WHERE kind = ? AND tenant_id = ? AND name = ?",
+            (kind, tenant, name),
+        )
+        return [self._doc(r) for r in cursor]
+
+    def put_doc(self, kind: str, row: dict[str, Any], unique: bool) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO documents "
+            "(kind, id, tenant_id, name, unique_name, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                row["id"],
+                row["tenant"],
+                row["name"],
+                row["name"] if unique else None,
+                rows.dumps(row["body"]),
+                row["created_at"],
+            ),
+        )
+
+    def delete_doc(self, kind: str, doc_id: str) -> bool:
+        cursor = self.conn.execute(
+            "DELETE FROM documents WHERE kind = ? AND id = ?", (kind, doc_id)
+        )
+        return cursor.rowcount > 0

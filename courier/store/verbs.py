@@ -21,6 +21,7 @@ from courier.core.records import (
     Dispatch,
     Execution,
     Ignored,
+    Protocol,
 )
 from courier.errors import (
     AlreadyExists,
@@ -246,7 +247,9 @@ def create_request(
             and created.after.state is ExecutionState.QUEUED
             and created.after.not_before <= now
             and _room(
-                device.delivery_policy, _in_flight_of(tx, route, device_id, counts), in_flight_cap
+                delivery_policy(device),
+                _in_flight_of(tx, route, device_id, counts),
+                in_flight_cap,
             )
             > 0
             and not _due_ahead(tx, route, device_id, counts, now, request.priority)
@@ -408,6 +411,13 @@ def reissue(
 # --- the engine's verbs -----------------------------------------------------------------
 
 
+def delivery_policy(device: Device) -> DeliveryPolicy:
+    """LwM2M allows one outstanding request per endpoint, whatever the device says."""
+    if device.protocol is Protocol.LWM2M:
+        return DeliveryPolicy.SEQUENTIAL_ON_RESULT
+    return device.delivery_policy
+
+
 def _room(policy: DeliveryPolicy, in_flight: dict[str, int], cap: int) -> int:
     """How many more executions may go to a device now, by its delivery policy."""
     total = sum(in_flight.values())
@@ -442,7 +452,7 @@ def claim_due(
         if device is None or (require_online and not device.online):
             continue
         room = min(
-            _room(device.delivery_policy, tx.in_flight(route), in_flight_cap), limit - len(out)
+            _room(delivery_policy(device), tx.in_flight(route), in_flight_cap), limit - len(out)
         )
         if room <= 0:
             continue
@@ -496,6 +506,7 @@ class IncomingReply:
     progress: int | None
     output: Any
     attempt: int | None
+    timed_out: bool = False
 
 
 def record_replies(
@@ -528,6 +539,7 @@ def record_replies(
             item.output,
             item.attempt,
             fleet.windows_for(tx, execution),
+            item.timed_out,
         )
         outcomes.append(outcome)
         if isinstance(outcome, Change):

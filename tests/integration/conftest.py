@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from courier.api import create_app
 from courier.bridge import Bridge, BridgeConfig
 from courier.clock import SystemClock
 from courier.gateway import Agent
 from courier.metrics import Metrics
-from courier.mosquitto import MosquittoProcess
+from courier.mosquitto import MosquittoProcess, free_port
 from courier.service import Service, ServiceConfig
 from courier.store import Store, open_store
 from courier.transport import ConnectOptions
@@ -29,6 +31,7 @@ class Courier:
     broker: MosquittoProcess
     prefix: str
     agents: list[Agent]
+    http_port: int
 
     def device_id(self, name: str) -> str:
         return f"{self.prefix}-{name}"
@@ -48,13 +51,22 @@ async def courier(broker: MosquittoProcess, prefix: str, tmp_path: Path) -> Asyn
         ConnectOptions.from_url(broker.url, client_id=f"courier-{prefix}", reconnect_delay=0.2)
     )
     clock = SystemClock()
-    bridge = Bridge(
-        store, transport, BridgeConfig(prefix=prefix, sweep_interval=0.2), clock, metrics
+    config = BridgeConfig(prefix=prefix, sweep_interval=0.2, lwm2m_mountpoint=f"{prefix}-lwm2m")
+    bridge = Bridge(store, transport, config, clock, metrics)
+    http_port = free_port()
+    service = Service(
+        store,
+        ServiceConfig(
+            files_dir=str(tmp_path / "files"),
+            public_url=f"http://127.0.0.1:{http_port}",
+            url_ttl=60.0,
+        ),
+        clock,
     )
-    service = Service(store, ServiceConfig(), clock)
+    bridge.files = service.files
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
-    running = Courier(store, bridge, service, metrics, broker, prefix, [])
+    running = Courier(store, bridge, service, metrics, broker, prefix, [], http_port)
     for _ in range(200):
         if bridge.ready:
             break
@@ -65,3 +77,24 @@ async def courier(broker: MosquittoProcess, prefix: str, tmp_path: Path) -> Asyn
     stop.set()
     await task
     await store.close()
+
+
+@pytest.fixture
+async def served(courier: Courier) -> AsyncIterator[tuple[Courier, str]]:
+    """The courier with its REST API on a real port (devices fetch files from it), and an
+    admin key of tenant acme."""
+    app = create_app(courier.service, courier.metrics, courier.bridge, rate_limit=0)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=courier.http_port, log_config=None, lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    _, key = await courier.service.create_api_key("acme", ["admin"])
+    yield courier, key
+    server.should_exit = True
+    await task

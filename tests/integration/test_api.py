@@ -54,7 +54,8 @@ async def make_api(tmp_path: Path, rate_limit: float = 0.0) -> AsyncIterator[Api
     clock = FakeClock(start=1_795_000_000.0)
     store = open_store(f"sqlite:///{tmp_path}/api.db")
     await store.open()
-    service = Service(store, ServiceConfig(queue_bound=3), clock)
+    config = ServiceConfig(queue_bound=3, files_dir=str(tmp_path / "files"), max_file_size=4096)
+    service = Service(store, config, clock)
     app = create_app(
         service, Metrics(), None, max_body=64 * 1024, rate_limit=rate_limit, rate_burst=3
     )

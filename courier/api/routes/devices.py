@@ -12,6 +12,7 @@ from courier.api.convert import device_out, execution_out, page_out
 from courier.api.routes.common import Limit, Offset, csv_states, device_path, timestamp
 from courier.clock import isoformat
 from courier.core.records import ApiKey
+from courier.files.service import with_links
 from courier.schemas.api import (
     Credentials,
     DeviceCreated,
@@ -126,13 +127,16 @@ async def inbox(
     Report back with PUT .../executions/{id}/state. A command not acknowledged within its
     ack timeout is handed out again with the next attempt number.
     """
-    dispatches = await request.app.state.service.inbox(tenant, device_path(device_id))
+    service = request.app.state.service
+    dispatches = await service.inbox(tenant, device_path(device_id))
+    links = await service.files.links(service.clock)
+    now = service.clock.now()
     return [
         CommandEnvelope(
             id=d.execution.id,
             request=d.execution.request_id,
             command=d.execution.command,
-            args=d.args,
+            args=with_links(links, tenant, d.execution.id, d.execution.command, d.args, now),
             attempt=d.execution.attempt,
             issued_at=isoformat(d.request_created_at),
             expires_at=isoformat(d.execution.expires_at),

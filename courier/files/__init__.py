@@ -1,0 +1,1 @@
+"""The file store: uploads and downloads, on disk, and the signed links devices use."""

@@ -1,0 +1,160 @@
+"""Verbs on documents (files, software updates, settings, stored commands, observations)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from courier.core.documents import Document, Observation, SoftwareUpdate, StoredFile
+from courier.core.records import Event, Execution, Page
+from courier.errors import AlreadyExists, InvalidInput, NotFound
+from courier.store.tx import ReadTx, Tx
+
+D = TypeVar("D", bound=Document)
+
+
+def put_document(tx: Tx, doc: Document) -> Document:
+    """Store a document (replacing the one with its id); names stay unique where they must."""
+    if doc.unique_names:
+        for other in tx.docs_named(doc.kind, doc.tenant, doc.name):
+            if other["id"] != doc.id:
+                raise AlreadyExists(f"a {doc.kind.replace('_', ' ')} named {doc.name!r} exists")
+    if not tx.tenant_exists(doc.tenant) and doc.tenant != "_":
+        tx.insert_tenant(doc.tenant, doc.created_at)
+    row = {
+        "id": doc.id,
+        "tenant": doc.tenant,
+        "name": doc.name,
+        "body": doc.body(),
+        "created_at": doc.created_at,
+    }
+    tx.put_doc(doc.kind, row, doc.unique_names)
+    return doc
+
+
+def get_document(tx: ReadTx, cls: type[D], tenant: str, doc_id: str) -> D:
+    row = tx.get_doc(cls.kind, doc_id)
+    if row is None or row["tenant"] != tenant:
+        raise NotFound(f"no {cls.kind.replace('_', ' ')} {doc_id}")
+    return cls.from_row(row)
+
+
+def list_documents(tx: ReadTx, cls: type[D], tenant: str, limit: int, offset: int) -> Page[D]:
+    page = tx.list_docs(cls.kind, tenant, limit, offset)
+    return Page(page.count, [cls.from_row(r) for r in page.results], page.capped)
+
+
+def named_documents(tx: ReadTx, cls: type[D], tenant: str, name: str) -> list[D]:
+    return [cls.from_row(r) for r in tx.docs_named(cls.kind, tenant, name)]
+
+
+def delete_document(tx: Tx, cls: type[D], tenant: str, doc_id: str) -> D:
+    doc = get_document(tx, cls, tenant, doc_id)
+    tx.delete_doc(cls.kind, doc_id)
+    return doc
+
+
+def add_software_update(tx: Tx, update: SoftwareUpdate) -> SoftwareUpdate:
+    try:
+        get_document(tx, StoredFile, update.tenant, update.file_id)
+    except NotFound:
+        raise InvalidInput(f"file_id: no file {update.file_id}; upload the package first") from None
+    put_document(tx, update)
+    return update
+
+
+def delete_file(tx: Tx, tenant: str, file_id: str) -> StoredFile:
+    """Delete a file's record (its bytes go next); refused while an update uses it."""
+    stored = get_document(tx, StoredFile, tenant, file_id)
+    offset = 0
+    while True:
+        page = tx.list_docs(SoftwareUpdate.kind, tenant, 500, offset)
+        for row in page.results:
+            if row["body"].get("file_id") == file_id:
+                raise AlreadyExists(f"software update {row['id']} uses this file; delete it first")
+        offset += 500
+        if offset >= page.count:
+            break
+    tx.delete_doc(StoredFile.kind, file_id)
+    return stored
+
+
+def observation_of(tx: ReadTx, execution_id: str) -> Observation | None:
+    row = tx.get_doc(Observation.kind, execution_id)
+    return None if row is None else Observation.from_row(row)
+
+
+def stop_observations(tx: Tx, tenant: str, device_id: str, path: str, now: float) -> int:
+    """End the observations of `path` on a device (an observe_stop succeeded)."""
+    stopped = 0
+    for observation in named_documents(tx, Observation, tenant, f"{device_id} {path}"):
+        if observation.stopped_at is None:
+            put_document(tx, _stopped(observation, now))
+            stopped += 1
+    return stopped
+
+
+def start_observation(tx: Tx, execution: Execution, path: str, now: float) -> Observation:
+    """An observe succeeded: its notifications are kept as events of `execution`."""
+    observation = Observation(
+        id=execution.id,
+        tenant=execution.tenant,
+        name=f"{execution.device_id} {path}",
+        created_at=now,
+        device_id=execution.device_id,
+        path=path,
+    )
+    put_document(tx, observation)
+    return observation
+
+
+def record_notification(
+    tx: Tx, tenant: str, device_id: str, path: str, data: dict[str, Any], now: float
+) -> str | None:
+    """An event on the observe execution of `path` (None when nothing observes it)."""
+    for observation in named_documents(tx, Observation, tenant, f"{device_id} {path}"):
+        if observation.stopped_at is not None:
+            continue
+        execution = tx.get_execution(observation.id)
+        if execution is None:
+            continue
+        event = Event(
+            execution_id=execution.id,
+            tenant=tenant,
+            at=now,
+            kind="notification",
+            from_state=execution.state,
+            to_state=execution.state,
+            actor=f"device:{device_id}",
+            attempt=execution.attempt,
+            reason=f"notification of {path}",
+            data=data,
+        )
+        tx.insert_events([event])
+        return execution.id
+    return None
+
+
+def _stopped(observation: Observation, now: float) -> Observation:
+    return replace(observation, stopped_at=now)
+
+
+def server_secret(tx: Tx, name: str, now: float) -> str:
+    """A secret of this deployment (made on first use, shared by every instance)."""
+    row = tx.get_doc("secret", name)
+    if row is not None:
+        value: str = row["body"]["value"]
+        return value
+    value = secrets.token_hex(32)
+    tx.put_doc(
+        "secret",
+        {"id": name, "tenant": "_", "name": name, "body": {"value": value}, "created_at": now},
+        unique=False,
+    )
+    return value
+
+
+def check_unique_id(tx: ReadTx, cls: type[D], doc_id: str) -> None:
+    if tx.get_doc(cls.kind, doc_id) is not None:
+        raise InvalidInput(f"{doc_id} is taken")

@@ -1,0 +1,239 @@
+"""LwM2M operations through the EMQX-format topics, with the simulated LwM2M client, on a real
+Mosquitto and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from courier.core.records import Execution
+from courier.gateway.lwm2m_client import SimulatedLwm2mClient
+from courier.schemas.api import CommandRequestIn, DeviceIn
+from courier.schemas.states import TERMINAL, ExecutionState
+from tests.helpers import eventually
+from tests.integration.conftest import Courier
+
+S = ExecutionState
+
+
+@pytest.fixture
+async def meter(courier: Courier) -> AsyncIterator[SimulatedLwm2mClient]:
+    endpoint = courier.device_id("meter")
+    await courier.service.register_device("acme", DeviceIn(id=endpoint, protocol="lwm2m"))
+    client = SimulatedLwm2mClient(
+        endpoint, broker=courier.broker.url, mountpoint=courier.bridge.config.lwm2m_mountpoint
+    )
+    await client.start()
+
+    async def online() -> bool:
+        return (await courier.store.get_device("acme", endpoint)).online
+
+    await eventually(online, what="the LwM2M client registered")
+    yield client
+    await client.stop()
+
+
+async def run(courier: Courier, endpoint: str, command: str, **body: Any) -> Execution:
+    created = await courier.service.create_command(
+        "acme",
+        CommandRequestIn.model_validate({"devices": [endpoint], "command": command, **body}),
+        "test",
+    )
+    execution_id = created.executions[0].id
+
+    async def ended() -> bool:
+        return (await courier.store.get_execution("acme", execution_id)).state in TERMINAL
+
+    await eventually(ended, what=f"{command} {body.get('args')} ended")
+    return await courier.store.get_execution("acme", execution_id)
+
+
+async def request(courier: Courier, ep: str, **args: Any) -> Execution:
+    return await run(courier, ep, "lwm2m_request", args=args)
+
+
+async def test_read_write_exec_round_trip(courier: Courier, meter: SimulatedLwm2mClient) -> None:
+    ep = meter.endpoint
+    read = await request(courier, ep, type="read", endpoint="/3/0/0")
+    assert read.state is S.SUCCEEDED, read.reason
+    assert read.output["code"] == "2.05"
+    assert read.output["content"] == [{"path": "/3/0/0", "value": "Courier"}]
+    assert meter.requests[0]["msgType"] == "read"
+    assert meter.requests[0]["data"] == {"path": "/3/0/0"}
+
+    write = await request(
+        courier, ep, type="write", endpoint="/3/0/13", data={"type": "Time", "value": 1700}
+    )
+    assert write.state is S.SUCCEEDED, write.reason
+    assert meter.values["/3/0/13"] == 1700
+    assert meter.requests[-1]["data"] == {"path": "/3/0/13", "type": "Time", "value": 1700}
+
+    executed = await request(courier, ep, type="exec", endpoint="/3/0/4")
+    assert executed.state is S.SUCCEEDED
+    assert executed.output["code"] == "2.04"
+    assert meter.requests[-1]["msgType"] == "execute"
+
+    discovered = await request(courier, ep, type="discover", endpoint="/5/0")
+    assert discovered.state is S.SUCCEEDED
+    assert "</5/0/1>" in discovered.output["content"]
+
+
+async def test_a_4_04_fails_and_a_coap_timeout_is_retried(
+    courier: Courier, meter: SimulatedLwm2mClient
+) -> None:
+    ep = meter.endpoint
+    missing = await request(courier, ep, type="read", endpoint="/3/0/99")
+    assert missing.state is S.FAILED
+    assert missing.reason is not None
+    assert "4.04" in missing.reason
+    assert missing.attempt == 1  # a device's answer is final under the default policy
+
+    meter.fail_next(coap_timeout=1)
+    retried = await run(
+        courier,
+        ep,
+        "lwm2m_request",
+        args={"type": "read", "endpoint": "/3/0/9"},
+        retry={"max_attempts": 2, "backoff": {"initial": 0.1}},
+    )
+    assert retried.state is S.SUCCEEDED, retried.reason
+    assert retried.attempt == 2
+    history = await courier.store.history("acme", retried.id)
+    assert any("CoAP timeout" in (e.reason or "") for e in history)
+
+    meter.fail_next(coap_timeout=1)
+    gave_up = await run(
+        courier,
+        ep,
+        "lwm2m_request",
+        args={"type": "read", "endpoint": "/3/0/9"},
+        retry={"max_attempts": 1},
+    )
+    assert gave_up.state is S.TIMED_OUT
+
+    meter.fail_next(coap_reset=1)
+    reset = await request(courier, ep, type="read", endpoint="/3/0/9")
+    assert reset.state is S.FAILED
+    assert reset.reason is not None
+    assert "reset" in reset.reason
+
+
+async def test_observe_keeps_notifications_until_observe_stop(
+    courier: Courier, meter: SimulatedLwm2mClient
+) -> None:
+    ep = meter.endpoint
+    observe = await request(courier, ep, type="observe", endpoint="/3/0/9")
+    assert observe.state is S.SUCCEEDED
+    assert observe.output["content"] == [{"path": "/3/0/9", "value": 100}]
+    meter.set("/3/0/9", 80)
+    meter.set("/3/0/9", 60)
+
+    async def notifications() -> list[Any]:
+        events = await courier.store.history("acme", observe.id)
+        return [e.data for e in events if e.kind == "notification"]
+
+    async def two() -> bool:
+        return len(await notifications()) == 2
+
+    await eventually(two, what="two notifications kept")
+    kept = sorted(await notifications(), key=lambda n: n["seqNum"])  # in the device's order
+    assert [n["content"][0]["value"] for n in kept] == [80, 60]
+    assert all(n["reqPath"] == "/3/0/9" and n["code"] == "2.05" for n in kept)
+
+    stop = await request(courier, ep, type="observe_stop", endpoint="/3/0/9")
+    assert stop.state is S.SUCCEEDED
+    assert meter.requests[-1]["msgType"] == "cancel-observe"
+    meter.observed["/3/0/9"] = 0  # as if the device kept notifying after the cancel
+    meter.set("/3/0/9", 40)
+
+    async def refused() -> bool:
+        count: float = courier.metrics.rejected.labels("lwm2m", "not_observed")._value.get()
+        return count >= 1
+
+    await eventually(refused, what="a notification after observe_stop refused")
+    assert len(await notifications()) == 2
+
+
+async def test_one_request_at_a_time_per_endpoint(
+    courier: Courier, meter: SimulatedLwm2mClient
+) -> None:
+    outstanding: list[int] = []
+    original = meter._perform
+
+    async def slow(*args: Any) -> Any:
+        outstanding.append(len(meter.requests) - sum(1 for _ in outstanding))
+        await asyncio.sleep(0.05)
+        return await original(*args)
+
+    meter._perform = slow  # type: ignore[method-assign,assignment]
+    created = await courier.service.create_commands(
+        "acme",
+        [
+            CommandRequestIn.model_validate(
+                {
+                    "devices": [meter.endpoint],
+                    "command": "lwm2m_request",
+                    "args": {"type": "read", "endpoint": f"/3/0/{r}"},
+                }
+            )
+            for r in (0, 1, 2)
+        ],
+        "test",
+    )
+    ids = [c.executions[0].id for c in created]  # type: ignore[union-attr]
+
+    async def all_done() -> bool:
+        found = [await courier.store.get_execution("acme", i) for i in ids]
+        return all(e.state is S.SUCCEEDED for e in found)
+
+    await eventually(all_done, what="three reads")
+    assert [r["data"]["path"] for r in meter.requests] == ["/3/0/0", "/3/0/1", "/3/0/2"]
+    assert outstanding == [1, 1, 1]  # each arrived after the previous was answered
+
+
+async def test_package_uri_write_downloads_the_file(
+    served: tuple[Courier, str], meter: SimulatedLwm2mClient
+) -> None:
+    courier, key = served
+    data = os.urandom(50_000)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{courier.http_port}") as http:
+        uploaded = await http.post(
+            "/v1/tenants/acme/files",
+            params={"name": "fw.bin"},
+            content=data,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    file_id = uploaded.json()["id"]
+    pushed = await run(
+        courier,
+        meter.endpoint,
+        "lwm2m_file",
+        args={"type": "fileupload", "file_id": file_id, "filepath": "/5/0/1"},
+    )
+    assert pushed.state is S.SUCCEEDED, pushed.reason
+    written = meter.requests[-1]["data"]
+    assert written["path"] == "/5/0/1"
+    assert written["value"].startswith(f"http://127.0.0.1:{courier.http_port}/v1/files/")
+    (package,) = meter.packages.values()
+    assert hashlib.sha256(package).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+async def test_commands_lwm2m_cannot_carry_fail_with_a_reason(
+    courier: Courier, meter: SimulatedLwm2mClient
+) -> None:
+    fetched = await run(
+        courier, meter.endpoint, "lwm2m_file", args={"type": "filedownload", "filepath": "/log"}
+    )
+    assert fetched.state is S.FAILED
+    assert fetched.reason is not None
+    assert "filedownload" in fetched.reason
+    reboot = await run(courier, meter.endpoint, "PING")
+    assert reboot.state is S.FAILED
+    assert not meter.requests  # nothing was sent to the device
