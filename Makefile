@@ -19,7 +19,7 @@ broker-installed:
 
 run: venv broker-installed
 	$(BIN)/python scripts/start-broker.py
-	$(BIN)/courier serve
+	set -a; . ./.run/courier.env; set +a; exec $(BIN)/courier serve
 
 test: venv broker-installed lint typecheck pytest
 

@@ -31,7 +31,7 @@ from courier.transport.gmqtt_transport import GmqttTransport
 
 
 async def run(commands: int, devices: int, in_flight: int, workdir: Path) -> dict[str, float]:
-    broker = MosquittoProcess(None, free_port(), workdir)
+    broker = MosquittoProcess(None, free_port(), workdir, anonymous=True)
     broker.start()
     store = open_store(f"sqlite:///{workdir}/bench.db")
     await store.open()

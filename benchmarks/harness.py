@@ -40,7 +40,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def start_broker(workdir: Path) -> MosquittoProcess:
-    broker = MosquittoProcess(None, free_port(), workdir / "broker")
+    broker = MosquittoProcess(None, free_port(), workdir / "broker", anonymous=True)
     broker.start()
     return broker
 

@@ -160,7 +160,7 @@ CLIENTS: dict[str, tuple[str, Runner]] = {
 
 async def main(count: int, window: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
-        broker = MosquittoProcess(None, free_port(), Path(workdir))
+        broker = MosquittoProcess(None, free_port(), Path(workdir), anonymous=True)
         broker.start()
         try:
             print(f"{count} pipelined QoS 1 round trips, {window} in flight")

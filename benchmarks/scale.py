@@ -54,7 +54,7 @@ def generate(path: Path, executions: int, devices: int, per_request: int, tenant
     conn.execute("INSERT INTO tenants (id, created_at) VALUES (?, ?)", (tenant, now))
     conn.executemany(
         "INSERT INTO devices VALUES (?, ?, 'device', NULL, 'native', '{}', NULL, 'burst', NULL, 0,"
-        " NULL, ?, ?)",
+        " NULL, ?, ?, '[]', NULL)",
         [(d, tenant, now, now) for d in device_ids],
     )
     retry = RetryPolicy()

@@ -1,4 +1,4 @@
-"""The `courier` command: serve, apikey, devices, send, status, simulate, bench."""
+"""The `courier` command: serve, apikey, devices, groups, send, status, payloads, simulate."""
 
 from __future__ import annotations
 
@@ -509,6 +509,45 @@ def status(ident: str | None, url: str, key: str, tenant: str) -> None:
     execution = api.call("GET", f"/executions/{ident}")
     execution["history"] = api.call("GET", f"/executions/{ident}/history")
     _print(execution)
+
+
+# --- deferred payloads ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("device_id")
+@click.argument("command")
+@option("--args", "args_json", default=None, help="arguments as JSON (default: the definition's)")
+@option("--valid-from", default=None, help="ISO 8601 date-time (default: now)")
+@option("--valid-until", default=None, help="ISO 8601 date-time (default: the command's ttl)")
+@URL_OPTION
+@KEY_OPTION
+@TENANT_OPTION
+def payloads(
+    device_id: str,
+    command: str,
+    args_json: str | None,
+    valid_from: str | None,
+    valid_until: str | None,
+    url: str,
+    key: str,
+    tenant: str,
+) -> None:
+    """Issue deferred payloads of COMMAND for DEVICE_ID, one per line (one per authorization
+    id; encrypted with the device's key for a secure command)."""
+    body: dict[str, Any] = {"command": command}
+    if args_json is not None:
+        try:
+            body["args"] = json.loads(args_json)
+        except json.JSONDecodeError as exc:
+            _fail(f"--args is not JSON: {exc}")
+    if valid_from is not None:
+        body["valid_from"] = valid_from
+    if valid_until is not None:
+        body["valid_until"] = valid_until
+    issued = Api(url, key, tenant).call("POST", f"/devices/{device_id}/payloads", json=body)
+    for payload in issued["payloads"]:
+        click.echo(payload)
 
 
 # --- simulate -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from courier.errors import ConfigError
 
 _LISTENER = re.compile(r"^\s*listener\s+\d+.*$", re.MULTILINE)
 _PID_FILE = re.compile(r"^\s*pid_file\s+.*$", re.MULTILINE)
+_AUTH = re.compile(r"^\s*(allow_anonymous|password_file|acl_file)\s+.*$", re.MULTILINE)
 
 
 def broker_address(url: str) -> tuple[str, int]:
@@ -67,8 +68,15 @@ class MosquittoProcess:
         workdir: Path,
         host: str = "127.0.0.1",
         extra: str = "",
+        anonymous: bool = False,
     ) -> None:
+        """`anonymous`: let clients in without a user (tests of everything but security);
+        otherwise only the users of `password_file`, as `acl_file` allows (Courier writes
+        both: `courier serve --broker-password-file ... --broker-acl-file ...`)."""
         self.template = template or default_config()
+        self.anonymous = anonymous
+        self.password_file = workdir / "passwd"
+        self.acl_file = workdir / "acl"
         self.host = host
         self.port = port
         self.workdir = workdir
@@ -83,6 +91,16 @@ class MosquittoProcess:
         text = self.template.read_text("utf-8")
         text = _LISTENER.sub(f"listener {self.port} {self.host}", text, count=1)
         text = _PID_FILE.sub("", text)
+        text = _AUTH.sub("", text)
+        if self.anonymous:
+            text += "\nallow_anonymous true\n"
+        else:
+            text += "\nallow_anonymous false\n"
+            if "password_file" not in self.extra:
+                for path in (self.password_file, self.acl_file):
+                    if not path.exists():
+                        path.touch(mode=0o600)
+                text += f"password_file {self.password_file}\nacl_file {self.acl_file}\n"
         text += f"\npid_file {self.pid_file}\nlog_dest file {self.log_file}\n{self.extra}\n"
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # As root Mosquitto would switch to the `mosquitto` user, which cannot write the

@@ -14,6 +14,7 @@ import uvicorn
 from courier.api import create_app
 from courier.bridge import Bridge, BridgeConfig
 from courier.bridge.ingress import Ingress
+from courier.broker_sync import BrokerSync
 from courier.clock import SystemClock
 from courier.errors import ConfigError
 from courier.metrics import Metrics
@@ -89,6 +90,16 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     )
     bridge.ingress = Ingress(service, metrics, settings.max_payload)
     bridge.files = service.files
+    if settings.broker_password_file:
+        service.broker = BrokerSync.from_paths(
+            store,
+            settings.prefix,
+            settings.broker,
+            settings.broker_password_file,
+            settings.broker_acl_file,
+            settings.broker_pid_file,
+        )
+        await service.sync_broker()  # before connecting: Courier's own user must exist
     app = create_app(
         service,
         metrics,

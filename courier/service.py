@@ -10,8 +10,10 @@ from pathlib import Path
 
 import orjson
 
+from courier.broker_sync import BrokerSync
 from courier.clock import Clock
 from courier.core.catalogue import Definition, check_timing, validate_args
+from courier.core.deferred import encode_key, new_device_key
 from courier.core.records import ApiKey, CommandRequest, Device, Dispatch, RetryPolicy
 from courier.credentials import (
     mosquitto_hash,
@@ -20,7 +22,7 @@ from courier.credentials import (
     parse_api_key,
     secret_matches,
 )
-from courier.errors import CourierError, Forbidden, Unauthorized
+from courier.errors import CourierError, Forbidden, InvalidInput, Unauthorized
 from courier.files.service import Files
 from courier.ids import new_id
 from courier.references import resolve_args
@@ -74,6 +76,7 @@ class Service:
         self.files = files or Files(
             store, Path(config.files_dir), config.max_file_size, config.public_url, config.url_ttl
         )
+        self.broker: BrokerSync | None = None  # set when Courier manages the broker's users
         self._keys: dict[str, tuple[ApiKey, float]] = {}
         self._definitions: dict[tuple[str, str], tuple[Definition | None, float]] = {}
 
@@ -130,11 +133,12 @@ class Service:
 
     # --- devices -----------------------------------------------------------------------
 
-    async def register_device(self, tenant: str, body: DeviceIn) -> tuple[Device, str | None]:
-        """Register a device; answers it and its MQTT password (kept only as a hash). An
-        attached device has no MQTT connection of its own, hence no password."""
+    async def register_device(self, tenant: str, body: DeviceIn) -> tuple[Device, str | None, str]:
+        """Register a device; answers it, its MQTT password (kept only as a hash; none for an
+        attached device, which has no MQTT connection) and its deferred-payload key."""
         now = self.clock.now()
         password = None if body.gateway_id else new_device_password()
+        payload_key = encode_key(new_device_key())
         device = Device(
             id=body.id,
             tenant=tenant,
@@ -147,8 +151,45 @@ class Service:
             password_hash=None if password is None else mosquitto_hash(password),
             created_at=now,
             updated_at=now,
+            authorization_ids=tuple(dict.fromkeys(body.authorization_ids)),
+            payload_key=payload_key,
         )
-        return await self.store.add_device(device), password
+        added = await self.store.add_device(device)
+        if password is not None:
+            await self.sync_broker()
+        return added, password, payload_key
+
+    async def delete_device(self, tenant: str, device_id: str, actor: str) -> None:
+        """Delete a device (a gateway with its attached devices) and cut its session off."""
+        device = await self.store.get_device(tenant, device_id)
+        await self.store.delete_device(tenant, device_id, actor, self.clock.now())
+        if device.password_hash is not None:
+            await self.sync_broker(cut_off=[device_id])
+
+    async def rotate_password(self, tenant: str, device_id: str) -> str:
+        """A new MQTT password (shown once); the old one stops working and its session ends."""
+        device = await self.store.get_device(tenant, device_id)
+        if device.gateway_id is not None:
+            raise InvalidInput(
+                f"{device_id} is attached to {device.gateway_id}: it has no password"
+            )
+        password = new_device_password()
+        fields = {"password_hash": mosquitto_hash(password)}
+        await self.store.update_device(tenant, device_id, fields, self.clock.now())
+        await self.sync_broker(cut_off=[device_id])
+        return password
+
+    async def rotate_payload_key(self, tenant: str, device_id: str) -> str:
+        """A new deferred-payload key (shown once); payloads issued before no longer decrypt."""
+        key = encode_key(new_device_key())
+        await self.store.update_device(tenant, device_id, {"payload_key": key}, self.clock.now())
+        return key
+
+    async def sync_broker(self, cut_off: list[str] | None = None) -> None:
+        """Rewrite the broker's users and ACL (when Courier manages them), ending the
+        sessions of `cut_off`."""
+        if self.broker is not None:
+            await self.broker.sync(cut_off or ())
 
     # --- command requests --------------------------------------------------------------
 

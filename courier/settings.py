@@ -40,6 +40,9 @@ class Settings:
     public_url: str = _s("", "base URL devices reach the API at (default http://<http>)")
     url_ttl: float = _s(3600.0, "seconds a signed file link in a command stays valid")
     lwm2m_mountpoint: str = _s("lwm2m", "topic mount point of the EMQX-format LwM2M profile")
+    broker_password_file: str = _s("", "Mosquitto password file Courier writes (empty: unmanaged)")
+    broker_acl_file: str = _s("", "Mosquitto ACL file Courier writes with the password file")
+    broker_pid_file: str = _s("", "Mosquitto pid file: SIGHUP reloads the files after a change")
 
     def __post_init__(self) -> None:
         broker_address(self.broker)
@@ -65,6 +68,10 @@ class Settings:
             raise ConfigError(f"public_url must be an http(s) URL, not {self.public_url!r}")
         if not self.lwm2m_mountpoint or any(c in self.lwm2m_mountpoint for c in "+#\0"):
             raise ConfigError(f"lwm2m_mountpoint must be a topic level: {self.lwm2m_mountpoint!r}")
+        if bool(self.broker_password_file) != bool(self.broker_acl_file):
+            raise ConfigError("broker_password_file and broker_acl_file go together")
+        if self.broker_password_file and "@" not in self.broker:
+            raise ConfigError("a managed broker needs Courier's own user in --broker (user:pass@)")
         if self.log_format not in {"json", "text", "auto"}:
             raise ConfigError(f"log_format must be json, text or auto: {self.log_format}")
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
     broker = MosquittoProcess(
-        ROOT / "mosquitto.conf", free_port(), tmp_path_factory.mktemp("mosquitto")
+        ROOT / "mosquitto.conf", free_port(), tmp_path_factory.mktemp("mosquitto"), anonymous=True
     )
     broker.start()
     yield broker
@@ -35,7 +35,9 @@ def broker(shared_broker: MosquittoProcess) -> MosquittoProcess:
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
     """A Mosquitto for this test alone (it may kill and restart it)."""
-    broker = MosquittoProcess(ROOT / "mosquitto.conf", free_port(), tmp_path / "mosquitto")
+    broker = MosquittoProcess(
+        ROOT / "mosquitto.conf", free_port(), tmp_path / "mosquitto", anonymous=True
+    )
     broker.start()
     yield broker
     broker.stop()

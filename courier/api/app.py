@@ -20,6 +20,8 @@ from courier.api.routes import (
     gateway_commands,
     groups,
     health,
+    payloads,
+    service_users,
     tenants,
 )
 from courier.metrics import Metrics
@@ -60,6 +62,8 @@ def create_app(
         files,
         documents,
         gateway_commands,
+        service_users,
+        payloads,
     ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=max_body, exempt=files.is_streamed)

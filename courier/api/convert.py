@@ -43,6 +43,7 @@ def device_out(d: Device) -> DeviceOut:
         labels=d.labels,
         timezone=d.timezone,
         delivery_policy=d.delivery_policy,
+        authorization_ids=list(d.authorization_ids),
         online=d.online,
         last_seen=_iso(d.last_seen),
         created_on=isoformat(d.created_at),

@@ -77,6 +77,15 @@ class StoredCommand(Document):
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceUser(Document):
+    """A tenant's MQTT user for its requests and events topics; its name is the username."""
+
+    kind: ClassVar[str] = "service_user"
+    unique_names: ClassVar[bool] = True
+    password_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Observation(Document):
     """An LwM2M observation: from its observe execution (the id) until an observe_stop.
     Its name is "device path"."""

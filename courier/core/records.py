@@ -68,6 +68,8 @@ class Device:
     last_seen: float | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    authorization_ids: tuple[str, ...] = ()
+    payload_key: str | None = None  # Base64 AES-256 key of its secure deferred payloads
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,10 @@ from courier.schemas.fleet import (
 from courier.schemas.states import ExecutionState
 
 T = TypeVar("T")
+AuthorizationIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]],
+    Field(max_length=255),
+]
 SCOPES = ("read", "execute", "admin")
 
 
@@ -200,6 +204,9 @@ class DeviceIn(StrictIn):
     labels: Labels = Field(default_factory=dict)
     timezone: str | None = None
     delivery_policy: DeliveryPolicy = DeliveryPolicy.BURST
+    authorization_ids: AuthorizationIds = Field(
+        default_factory=list, description="who may run its deferred payloads (one page each)"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -211,6 +218,7 @@ class DevicePatch(StrictIn):
     labels: Labels | None = None
     timezone: str | None = None
     delivery_policy: DeliveryPolicy | None = None
+    authorization_ids: AuthorizationIds | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -227,6 +235,7 @@ class DeviceOut(BaseModel):
     labels: dict[str, str]
     timezone: str | None
     delivery_policy: DeliveryPolicy
+    authorization_ids: list[str]
     online: bool
     last_seen: str | None
     created_on: str
@@ -238,9 +247,16 @@ class Credentials(BaseModel):
     password: str
 
 
+class PayloadKey(BaseModel):
+    payload_key: str = Field(description="Base64 AES-256 key, shown only once")
+
+
 class DeviceCreated(DeviceOut):
     credentials: Credentials | None = Field(
         description="the MQTT password, shown only once (none for an attached device)"
+    )
+    payload_key: str = Field(
+        description="Base64 AES-256 key of its secure deferred payloads, shown only once"
     )
 
 

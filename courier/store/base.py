@@ -13,7 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from courier.core.catalogue import Definition
-from courier.core.documents import Document, Observation, SoftwareUpdate, StoredFile
+from courier.core.documents import (
+    Document,
+    Observation,
+    ServiceUser,
+    SoftwareUpdate,
+    StoredFile,
+)
 from courier.core.records import (
     ApiKey,
     Change,
@@ -328,6 +334,18 @@ class Store:
         return await self.backend.write(
             lambda tx: documents.record_notification(tx, tenant, device_id, path, data, now)
         )
+
+    async def add_service_user(self, user: ServiceUser) -> ServiceUser:
+        return await self.backend.write(lambda tx: documents.add_service_user(tx, user))
+
+    async def broker_credentials(self) -> tuple[list[tuple[str, str]], list[ServiceUser]]:
+        """Every device's MQTT password hash, and every tenant's service users."""
+
+        def read(tx: ReadTx) -> tuple[list[tuple[str, str]], list[ServiceUser]]:
+            users = [ServiceUser.from_row(r) for r in tx.docs_of_kind(ServiceUser.kind)]
+            return tx.device_passwords(), users
+
+        return await self.backend.read(read)
 
     async def devices_speaking(self, protocol: str) -> list[str]:
         return await self.backend.read(lambda tx: tx.devices_speaking(protocol))

@@ -6,7 +6,13 @@ import secrets
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from courier.core.documents import Document, Observation, SoftwareUpdate, StoredFile
+from courier.core.documents import (
+    Document,
+    Observation,
+    ServiceUser,
+    SoftwareUpdate,
+    StoredFile,
+)
 from courier.core.records import Event, Execution, Page
 from courier.errors import AlreadyExists, InvalidInput, NotFound
 from courier.store.tx import ReadTx, Tx
@@ -153,6 +159,16 @@ def server_secret(tx: Tx, name: str, now: float) -> str:
         unique=False,
     )
     return value
+
+
+def add_service_user(tx: Tx, user: ServiceUser) -> ServiceUser:
+    """A tenant's MQTT user: its name must be no device's and no other service user's."""
+    if tx.get_device(user.name) is not None:
+        raise AlreadyExists(f"{user.name} is a device id; MQTT usernames are shared")
+    if any(row["name"] == user.name for row in tx.docs_of_kind(ServiceUser.kind)):
+        raise AlreadyExists(f"a service user named {user.name!r} exists")
+    put_document(tx, user)
+    return user
 
 
 def check_unique_id(tx: ReadTx, cls: type[D], doc_id: str) -> None:

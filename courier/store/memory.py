@@ -303,6 +303,14 @@ class MemoryTx:
     def devices_speaking(self, protocol: str) -> list[str]:
         return sorted(d.id for d in self.d.devices.values() if d.protocol == protocol)
 
+    def device_passwords(self) -> list[tuple[str, str]]:
+        return sorted(
+            (d.id, d.password_hash) for d in self.d.devices.values() if d.password_hash is not None
+        )
+
+    def docs_of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [r for (k, _), r in self.d.documents.items() if k == kind]
+
     def queued_routes(self, limit: int) -> list[str]:
         routes = {
             e.route_id: None for e in self.d.executions.values() if e.state is ExecutionState.QUEUED

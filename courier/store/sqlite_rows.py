@@ -34,7 +34,8 @@ EXEC_COLUMNS = (
 )
 DEVICE_COLUMNS = (
     "id", "tenant_id", "kind", "gateway_id", "protocol", "labels", "timezone", "delivery_policy",
-    "password_hash", "online", "last_seen", "created_at", "updated_at",
+    "password_hash", "online", "last_seen", "created_at", "updated_at", "authorization_ids",
+    "payload_key",
 )
 REQUEST_COLUMNS = (
     "id", "tenant_id", "command_type", "command", "args", "devices", "device_type", "ttl",
@@ -186,6 +187,8 @@ def device_from_row(row: tuple[Any, ...]) -> Device:
         last_seen,
         created_at,
         updated_at,
+        authorization_ids,
+        payload_key,
     ) = row
     return Device(
         id=id_,
@@ -201,6 +204,8 @@ def device_from_row(row: tuple[Any, ...]) -> Device:
         last_seen=last_seen,
         created_at=created_at,
         updated_at=updated_at,
+        authorization_ids=tuple(orjson.loads(authorization_ids)),
+        payload_key=payload_key,
     )
 
 
@@ -219,6 +224,8 @@ def device_params(d: Device) -> tuple[Any, ...]:
         d.last_seen,
         d.created_at,
         d.updated_at,
+        dumps(list(d.authorization_ids)),
+        d.payload_key,
     )
 
 

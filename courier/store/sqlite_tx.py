@@ -318,6 +318,16 @@ class SqliteTx:
         sql = "SELECT id FROM devices WHERE protocol = ?"
         return [r[0] for r in self.conn.execute(sql, (protocol,))]
 
+    def device_passwords(self) -> list[tuple[str, str]]:
+        sql = "SELECT id, password_hash FROM devices WHERE password_hash IS NOT NULL ORDER BY id"
+        return [(r[0], r[1]) for r in self.conn.execute(sql)]
+
+    def docs_of_kind(self, kind: str) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(
+            "SELECT id, tenant_id, name, body, created_at FROM documents WHERE kind = ?", (kind,)
+        )
+        return [self._doc(r) for r in cursor]
+
     def queued_routes(self, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["queued_routes"], (limit,))]
 

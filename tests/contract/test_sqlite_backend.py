@@ -42,7 +42,12 @@ async def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
     versions = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     conn.close()
-    assert versions == [(1, "0001_initial.sql"), (2, "0002_fleet.sql"), (3, "0003_documents.sql")]
+    assert versions == [
+        (1, "0001_initial.sql"),
+        (2, "0002_fleet.sql"),
+        (3, "0003_documents.sql"),
+        (4, "0004_device_security.sql"),
+    ]
     assert mode == "wal"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import signal
@@ -12,7 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from courier.errors import TransportError
 from courier.mosquitto import MosquittoProcess, free_port
+from courier.transport import ConnectOptions
+from courier.transport.gmqtt_transport import GmqttTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,13 +43,15 @@ def fresh_copy(target: Path) -> None:
     shutil.which("git") is None or shutil.which("make") is None, reason="needs git and make"
 )
 @pytest.mark.timeout(300)
-def test_make_run_serves_from_a_fresh_copy(broker: MosquittoProcess, tmp_path: Path) -> None:
+def test_make_run_serves_from_a_fresh_copy(tmp_path: Path) -> None:
+    """Nothing listens on the broker port: `make run` starts a private Mosquitto that lets in
+    only the users Courier writes (its own, then each registered device)."""
     fresh_copy(tmp_path)
     assert not (tmp_path / ".venv").exists()
-    port = free_port()
+    port, broker_port = free_port(), free_port()
     env = {
         **os.environ,
-        "COURIER_BROKER": broker.url,
+        "COURIER_BROKER": f"mqtt://127.0.0.1:{broker_port}",
         "COURIER_HTTP": f"127.0.0.1:{port}",
         "COURIER_CLIENT_ID": f"courier-make-{port}",
         "COURIER_PREFIX": f"make{port}",
@@ -68,6 +75,38 @@ def test_make_run_serves_from_a_fresh_copy(broker: MosquittoProcess, tmp_path: P
             raise AssertionError((tmp_path / "make-run.log").read_text()[-3000:])
         assert (tmp_path / ".venv" / "bin" / "courier").exists()
         assert (tmp_path / "courier.db").exists()
+        created = subprocess.run(
+            [".venv/bin/courier", "apikey", "create", "--tenant", "acme", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = json.loads(created.stdout)["key"]
+        registered = httpx.post(
+            f"http://127.0.0.1:{port}/v1/tenants/acme/devices",
+            json={"id": "pump-7"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert registered.status_code == 201, registered.text
+        password = registered.json()["credentials"]["password"]
+        assert asyncio.run(_logs_in(broker_port, "pump-7", password))
+        assert not asyncio.run(_logs_in(broker_port, "pump-7", "wrong"))
+        assert not asyncio.run(_logs_in(broker_port, None, None))
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+        MosquittoProcess(None, broker_port, tmp_path / ".run").stop()
+
+
+async def _logs_in(port: int, username: str | None, password: str | None) -> bool:
+    transport = GmqttTransport(
+        ConnectOptions(f"probe-{port}", port=port, username=username, password=password)
+    )
+    try:
+        await transport.connect()
+    except TransportError:
+        return False
+    await transport.disconnect()
+    return True

@@ -20,7 +20,7 @@ async def gateway_with(
     await courier.service.register_device("acme", DeviceIn(id=gateway_id, kind="gateway"))
     attached = [courier.device_id(n) for n in names]
     for device_id in attached:
-        _, password = await courier.service.register_device(
+        _, password, _ = await courier.service.register_device(
             "acme", DeviceIn(id=device_id, gateway_id=gateway_id)
         )
         assert password is None  # attached devices have no MQTT connection

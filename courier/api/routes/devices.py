@@ -21,6 +21,7 @@ from courier.schemas.api import (
     DevicePatch,
     ExecutionOut,
     PageOut,
+    PayloadKey,
 )
 from courier.schemas.mqtt import CommandEnvelope
 from courier.store import DeviceFilter, ExecutionFilter
@@ -32,13 +33,16 @@ router = APIRouter(prefix="/v1/tenants/{tenant}/devices", tags=["devices"])
 async def register_device(
     tenant: str, body: DeviceIn, request: Request, key: ApiKey = Depends(scope("admin"))
 ) -> DeviceCreated:
-    """Register a device. The answer carries its MQTT password, shown only this once."""
-    device, password = await request.app.state.service.register_device(tenant, body)
+    """Register a device. The answer carries its MQTT password and its deferred-payload key,
+    shown only this once."""
+    device, password, payload_key = await request.app.state.service.register_device(tenant, body)
     bridge = request.app.state.bridge
     if bridge is not None:
         await bridge.refresh_presence([device.id])
     credentials = None if password is None else Credentials(username=device.id, password=password)
-    return DeviceCreated(**device_out(device).model_dump(), credentials=credentials)
+    return DeviceCreated(
+        **device_out(device).model_dump(), credentials=credentials, payload_key=payload_key
+    )
 
 
 @router.get("", response_model=PageOut[DeviceOut])
@@ -75,6 +79,8 @@ async def update_device(
 ) -> DeviceOut:
     service = request.app.state.service
     fields: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if fields.get("authorization_ids") is not None:
+        fields["authorization_ids"] = tuple(dict.fromkeys(fields["authorization_ids"]))
     device = await service.store.update_device(
         tenant, device_path(device_id), fields, service.clock.now()
     )
@@ -85,12 +91,29 @@ async def update_device(
 async def delete_device(
     tenant: str, device_id: str, request: Request, key: ApiKey = Depends(scope("admin"))
 ) -> Response:
-    """Remove a device; its pending executions are cancelled (history stays)."""
-    service = request.app.state.service
-    await service.store.delete_device(
-        tenant, device_path(device_id), actor(key), service.clock.now()
-    )
+    """Remove a device; its pending executions are cancelled (history stays) and, where
+    Courier manages the broker's users, its MQTT session is cut off."""
+    await request.app.state.service.delete_device(tenant, device_path(device_id), actor(key))
     return Response(status_code=204)
+
+
+@router.post("/{device_id}/password", response_model=Credentials)
+async def rotate_password(
+    tenant: str, device_id: str, request: Request, key: ApiKey = Depends(scope("admin"))
+) -> Credentials:
+    """A new MQTT password, shown only this once; the old one stops working at once and the
+    device's current session is ended."""
+    password = await request.app.state.service.rotate_password(tenant, device_path(device_id))
+    return Credentials(username=device_id, password=password)
+
+
+@router.post("/{device_id}/payload_key", response_model=PayloadKey)
+async def rotate_payload_key(
+    tenant: str, device_id: str, request: Request, key: ApiKey = Depends(scope("admin"))
+) -> PayloadKey:
+    """A new key for the device's secure deferred payloads, shown only this once."""
+    service = request.app.state.service
+    return PayloadKey(payload_key=await service.rotate_payload_key(tenant, device_path(device_id)))
 
 
 @router.get("/{device_id}/executions", response_model=PageOut[ExecutionOut])

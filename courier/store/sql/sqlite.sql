@@ -23,8 +23,8 @@ FROM api_keys WHERE tenant_id = ? ORDER BY created_at;
 -- name: put_device
 INSERT OR REPLACE INTO devices
     (id, tenant_id, kind, gateway_id, protocol, labels, timezone, delivery_policy,
-     password_hash, online, last_seen, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+     password_hash, online, last_seen, created_at, updated_at, authorization_ids, payload_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: get_device
 SELECT {device_columns} FROM devices WHERE id = ?;
