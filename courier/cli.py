@@ -252,6 +252,14 @@ def devices() -> None:
 @option("--kind", type=click.Choice(["device", "gateway"]), default="device")
 @option("--label", "labels", multiple=True, help="key=value (repeatable)")
 @option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris")
+@option("--protocol", type=click.Choice(["native", "lwm2m"]), default="native")
+@option("--gateway", default=None, help="the gateway this device is attached to")
+@option(
+    "--authorization-id",
+    "authorization_ids",
+    multiple=True,
+    help="who may run its deferred payloads (repeatable)",
+)
 @URL_OPTION
 @KEY_OPTION
 @TENANT_OPTION
@@ -260,13 +268,20 @@ def devices_register(
     kind: str,
     labels: tuple[str, ...],
     timezone: str | None,
+    protocol: str,
+    gateway: str | None,
+    authorization_ids: tuple[str, ...],
     url: str,
     key: str,
     tenant: str,
 ) -> None:
-    """Register DEVICE_ID and print it with its MQTT password (shown only once)."""
+    """Register DEVICE_ID and print it with its MQTT password and deferred-payload key
+    (both shown only once)."""
     parsed = dict(label.split("=", 1) for label in labels if "=" in label)
     body: dict[str, Any] = {"id": device_id, "kind": kind, "labels": parsed}
+    body |= {"protocol": protocol, "authorization_ids": list(authorization_ids)}
+    if gateway:
+        body["gateway_id"] = gateway
     if timezone:
         body["timezone"] = timezone
     _print(Api(url, key, tenant).call("POST", "/devices", json=body))

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from courier.core.deferred import decode_key
+from courier.gateway.deferred import PayloadVerifier
 from tests.e2e.conftest import CourierProcess
 
 
@@ -67,3 +69,29 @@ def test_the_lwm2m_and_gateway_simulators_answer(courier_process: CourierProcess
             simulator.terminate()
             simulator.wait(10)
     assert c.terminate() == 0
+
+
+def test_deferred_payloads_from_the_cli(courier_process: CourierProcess) -> None:
+    c = courier_process
+    c.env["COURIER_KEY"] = c.new_key()
+    c.start()
+    truck = f"truck-{c.prefix}"
+    registered = json.loads(
+        c.cli(
+            "devices", "register", truck, "--authorization-id", "ann", "--authorization-id", "bo"
+        ).stdout
+    )
+    assert registered["authorization_ids"] == ["ann", "bo"]
+    with c.api(c.env["COURIER_KEY"]) as api:
+        defined = api.post("/definitions", json={"name": "UNLOCK", "secure": True})
+        assert defined.status_code == 201, defined.text
+    lines = c.cli("payloads", truck, "UNLOCK", "--args", '{"door": "rear"}').stdout.split()
+    verifier = PayloadVerifier(decode_key(registered["payload_key"]), c.workdir / "seen.json")
+    opened = [verifier.open(line, secure=True) for line in lines]
+    assert [(p.aid, p.page, p.dat) for p in opened] == [
+        ("ann", "0x0200", {"door": "rear"}),
+        ("bo", "0x0201", {"door": "rear"}),
+    ]
+    refused = c.cli("payloads", truck, "NO_SUCH", check=False)
+    assert refused.returncode == 2
+    assert "no definition NO_SUCH" in refused.stderr
