@@ -45,6 +45,7 @@ def create_app(
     rate_burst: int = 200,
 ) -> FastAPI:
     app = FastAPI(title="Courier", version=__version__, description=DESCRIPTION)
+    app.router.redirect_slashes = False  # ".../d1%2F" is not "d1": no redirect to guess
     app.state.service = service
     app.state.metrics = metrics
     app.state.bridge = bridge

@@ -20,6 +20,7 @@ from courier.core.records import Dispatch, Execution
 from courier.errors import InvalidInput, TransportError
 from courier.files.service import with_links
 from courier.ids import is_device_id
+from courier.schemas.mqtt import parse_json_object
 from courier.schemas.states import IN_FLIGHT, ExecutionState
 from courier.store import ExecutionFilter
 from courier.store.verbs import IncomingReply
@@ -118,9 +119,9 @@ class Lwm2mProfile:
             return
         endpoint, kind = levels[0], levels[2]
         try:
-            body = orjson.loads(message.payload)
-        except orjson.JSONDecodeError:
-            self._reject(message, "bad_json", "not JSON")
+            body = parse_json_object(message.payload, self.bridge.config.max_payload)
+        except InvalidInput as exc:
+            self._reject(message, str(exc.extra.get("why", "invalid")), exc.message)
             return
         if not isinstance(body, dict):
             self._reject(message, "bad_json", "not a JSON object")

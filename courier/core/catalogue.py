@@ -88,14 +88,26 @@ def check_schema(schema: dict[str, Any]) -> None:
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "schema"
         raise InvalidInput(f"schema is not valid JSON Schema at {where}: {exc.message}") from exc
+    except RecursionError:
+        raise InvalidInput("schema nests too deeply to be checked") from None
     if schema.get("type", "object") != "object":
         raise InvalidInput("schema must describe an object (command arguments are an object)")
+    try:
+        # A reference to itself with nothing in between ({"$ref": "#"}) never ends.
+        list(Draft202012Validator(schema).iter_errors({}))
+    except RecursionError:
+        raise InvalidInput("schema refers to itself without end ($ref loop)") from None
+    except Exception as exc:  # noqa: BLE001 - unresolvable $refs and the like, by any name
+        raise InvalidInput(f"schema cannot be used: {exc}") from None
 
 
 def validate_args(definition: Definition, args: dict[str, Any]) -> None:
     """InvalidInput naming each argument that breaks the definition, and why."""
     validator = Draft202012Validator(definition.schema, format_checker=FORMATS)
-    errors = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.path])
+    try:
+        errors = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.path])
+    except RecursionError:
+        raise InvalidInput("args nest too deeply for the command's schema") from None
     if not errors:
         check = CHECKS.get(definition.name) if definition.builtin else None
         if check is not None:

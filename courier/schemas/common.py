@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from courier.ids import describe_bad_device_id, is_device_id
@@ -17,7 +19,8 @@ def _device_id(value: str) -> str:
 
 
 DeviceId = Annotated[str, AfterValidator(_device_id)]
-Labels = Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=64)]
+LabelKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}$")]
+Labels = Annotated[dict[LabelKey, Annotated[str, Field(max_length=256)]], Field(max_length=64)]
 
 
 class StrictIn(BaseModel):
@@ -35,4 +38,44 @@ def check_timezone(value: str | None) -> str | None:
         raise ValueError(
             f"unknown time zone {value!r} (use an IANA name like Europe/Paris)"
         ) from exc
+    return value
+
+
+MAX_DEPTH = 64
+INT_RANGE = (-(2**63), 2**64 - 1)  # what the store's JSON encoder writes exactly
+
+
+def json_depth(value: Any) -> tuple[int, bool]:
+    """How deeply arrays and objects nest in a decoded JSON value (a scalar is 0), and
+    whether it holds a float."""
+    deepest, floats, stack = 0, False, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            floats = floats or isinstance(item, float)
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in item)
+    return deepest, floats
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise json.JSONDecodeError(f"integer {text[:30]} is outside 64 bits", text, 0)
+    return value
+
+
+def strict_json(data: bytes | str) -> Any:
+    """Decode JSON that Courier can keep exactly: UTF-8, no NaN or Infinity, no lone
+    surrogates, integers within 64 bits, nesting within MAX_DEPTH. json.JSONDecodeError
+    (orjson's is one) otherwise."""
+    value = orjson.loads(data)
+    depth, floats = json_depth(value)
+    if depth > MAX_DEPTH:
+        raise json.JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", "", 0)
+    if floats:  # orjson reads an integer beyond 64 bits as a float: find it exactly
+        json.loads(data, parse_int=_bounded_int)
     return value

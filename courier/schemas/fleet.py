@@ -12,7 +12,7 @@ from courier.core.records import DeviceKind, Rollout, TargetFilter
 from courier.core.schedule import DAYS, Schedule, ScheduleKind, TimeType
 from courier.errors import InvalidInput
 from courier.ids import DEVICE_ID_PATTERN, NAME_PATTERN
-from courier.schemas.common import DeviceId, StrictIn, check_timezone
+from courier.schemas.common import DeviceId, LabelKey, StrictIn, check_timezone
 
 GroupId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN, description="group id")]
 Day = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -24,7 +24,9 @@ class TargetFilterIn(StrictIn):
 
     devices: list[DeviceId] = Field(default_factory=list, max_length=1000)
     groups: list[GroupId] = Field(default_factory=list, max_length=500)
-    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    labels: dict[LabelKey, Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, max_length=32
+    )
     kind: DeviceKind | None = None
     online: bool | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import orjson
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from courier.clock import isoformat
 from courier.core.records import Dispatch
 from courier.errors import InvalidInput
+from courier.schemas.common import strict_json
 
 ENVELOPE_VERSION = 1
 MAX_REASON = 1024
@@ -112,9 +114,9 @@ def parse_json_object(payload: bytes, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"payload is not UTF-8: {exc}", why="not_utf8") from exc
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"payload is not JSON: {exc}", why="malformed") from exc
+        return strict_json(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"payload is not JSON Courier can keep: {exc}", why="malformed") from exc
 
 
 def decode_reply(payload: bytes, max_bytes: int) -> Reply:

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, Request
 
 from courier.api.auth import scope
 from courier.api.convert import api_key_out
+from courier.api.jsonbody import JsonRoute
 from courier.core.records import ApiKey
 from courier.schemas.api import ApiKeyCreated, ApiKeyIn, ApiKeyOut
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/apikeys", tags=["api keys"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/tenants/{tenant}/apikeys", tags=["api keys"])
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)

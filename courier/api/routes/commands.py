@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from courier.api.auth import actor, scope
 from courier.api.convert import execution_out, page_out, request_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import CsvQuery, Limit, Offset, csv_devices, csv_states, timestamp
 from courier.core.records import ApiKey, CommandRequest
 from courier.errors import InvalidInput
 from courier.schemas.api import CancelIn, CommandRequestIn, CommandRequestOut, ExecutionOut, PageOut
 from courier.store import ExecutionFilter, RequestFilter
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/commands", tags=["commands"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/tenants/{tenant}/commands", tags=["commands"])
 IdempotencyKey = Annotated[
     str | None,
     Header(

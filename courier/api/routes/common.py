@@ -12,7 +12,7 @@ from courier.ids import describe_bad_device_id, is_device_id
 from courier.schemas.states import ExecutionState
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="items to skip")]
 CsvQuery = Annotated[str | None, Query(description="comma-separated values")]
 
 

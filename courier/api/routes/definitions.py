@@ -7,13 +7,16 @@ import re
 from fastapi import APIRouter, Depends, Request, Response
 
 from courier.api.auth import scope
+from courier.api.jsonbody import JsonRoute
 from courier.core.catalogue import BUILTINS
 from courier.core.records import ApiKey
 from courier.errors import AlreadyExists, InvalidInput, NotFound
 from courier.ids import NAME_PATTERN
 from courier.schemas.fleet import DefinitionIn, DefinitionOut
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/definitions", tags=["definitions"])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/tenants/{tenant}/definitions", tags=["definitions"]
+)
 
 
 @router.post("", status_code=201, response_model=DefinitionOut, response_model_by_alias=True)

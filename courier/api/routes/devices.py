@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from courier.api.auth import actor, scope
 from courier.api.convert import device_out, execution_out, page_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import Limit, Offset, csv_states, device_path, timestamp
 from courier.clock import isoformat
 from courier.core.records import ApiKey
@@ -26,7 +27,7 @@ from courier.schemas.api import (
 from courier.schemas.mqtt import CommandEnvelope
 from courier.store import DeviceFilter, ExecutionFilter
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/devices", tags=["devices"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/tenants/{tenant}/devices", tags=["devices"])
 
 
 @router.post("", status_code=201, response_model=DeviceCreated)

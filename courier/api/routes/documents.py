@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from courier.api.auth import scope
 from courier.api.convert import page_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import Limit, Offset
 from courier.core.catalogue import validate_args
 from courier.core.documents import Setting, SoftwareUpdate, StoredCommand
@@ -24,7 +25,7 @@ from courier.schemas.documents import (
     StoredCommandOut,
 )
 
-router = APIRouter(prefix="/v1/tenants/{tenant}")
+router = APIRouter(route_class=JsonRoute, prefix="/v1/tenants/{tenant}")
 
 
 @router.post(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from courier.api.auth import actor, scope
 from courier.api.convert import event_out, execution_out, page_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import (
     CsvQuery,
     Limit,
@@ -21,7 +22,9 @@ from courier.core.records import ApiKey
 from courier.schemas.api import CancelIn, EventOut, ExecutionOut, PageOut, StateUpdateIn
 from courier.store import ExecutionFilter
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/executions", tags=["executions"])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/tenants/{tenant}/executions", tags=["executions"]
+)
 
 
 @router.get("", response_model=PageOut[ExecutionOut])

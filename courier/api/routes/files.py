@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from courier.api.auth import scope
 from courier.api.convert import page_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import Limit, Offset
 from courier.core.documents import StoredFile
 from courier.core.records import ApiKey
@@ -18,7 +19,7 @@ from courier.files.service import Files
 from courier.schemas.api import PageOut
 from courier.schemas.documents import FileOut, UploadedOut
 
-router = APIRouter(tags=["files"])
+router = APIRouter(route_class=JsonRoute, tags=["files"])
 TENANT = "/v1/tenants/{tenant}/files"
 _STREAMED = re.compile(r"^/v1/(tenants/[^/]+/files|uploads/[^/]+)$")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from courier.api.auth import actor, scope
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import device_path
 from courier.clock import isoformat
 from courier.core.documents import StoredCommand
@@ -14,7 +15,9 @@ from courier.errors import InvalidInput, NotFound
 from courier.schemas.api import ExecutionRef
 from courier.schemas.edgeiq import GatewayCommandIn, GatewayCommandOut
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/devices", tags=["gateway commands (EdgeIQ)"])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/tenants/{tenant}/devices", tags=["gateway commands (EdgeIQ)"]
+)
 
 
 @router.post(

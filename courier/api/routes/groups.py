@@ -6,12 +6,13 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from courier.api.auth import scope
 from courier.api.convert import device_out, group_out, page_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import Limit, Offset, device_path
 from courier.core.records import ApiKey
 from courier.schemas.api import DeviceOut, PageOut
 from courier.schemas.fleet import GroupIn, GroupOut, GroupPatch
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/groups", tags=["groups"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/tenants/{tenant}/groups", tags=["groups"])
 
 
 @router.post("", status_code=201, response_model=GroupOut)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from courier.api.auth import scope
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import device_path
 from courier.core.catalogue import Definition, validate_args
 from courier.core.deferred import build_payloads, decode_key
@@ -17,7 +18,9 @@ from courier.errors import InvalidInput
 from courier.ids import NAME_PATTERN
 from courier.schemas.common import StrictIn
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/devices", tags=["deferred payloads"])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/tenants/{tenant}/devices", tags=["deferred payloads"]
+)
 DEFAULT_VALIDITY = 86400
 
 

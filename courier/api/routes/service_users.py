@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from courier.api.auth import scope
 from courier.api.convert import page_out
+from courier.api.jsonbody import JsonRoute
 from courier.api.routes.common import Limit, Offset
 from courier.broker_auth import check_username
 from courier.clock import isoformat
@@ -18,7 +19,9 @@ from courier.ids import new_id
 from courier.schemas.api import PageOut
 from courier.schemas.common import StrictIn
 
-router = APIRouter(prefix="/v1/tenants/{tenant}/service_users", tags=["service users"])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/tenants/{tenant}/service_users", tags=["service users"]
+)
 
 
 class ServiceUserIn(StrictIn):

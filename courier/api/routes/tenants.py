@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from courier.api.auth import scope
+from courier.api.jsonbody import JsonRoute
 from courier.core.records import ApiKey
 from courier.schemas.fleet import TenantOut, TenantPatch
 
-router = APIRouter(prefix="/v1/tenants/{tenant}", tags=["tenants"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/tenants/{tenant}", tags=["tenants"])
 
 
 @router.get("", response_model=TenantOut)
