@@ -42,21 +42,23 @@ def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-_last_second: list[object] = [None, ""]
+_seconds: dict[int, str] = {}
 
 
 def isoformat(ts: float) -> str:
     """An epoch timestamp as ISO 8601 UTC with milliseconds and a Z.
 
-    Formatting the date is the slow part and consecutive calls mostly fall in the same
-    second, so the text of the last second is kept.
+    Formatting the date is the slow part and calls mostly fall in a few seconds (an envelope
+    has its issue time and its expiry), so the text of recent seconds is kept.
     """
     second = int(ts // 1)
     micros = round((ts - second) * 1e6)  # as datetime rounds, so both agree to the digit
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
     millis = micros // 1000
-    if _last_second[0] != second:
-        _last_second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _last_second[0] = second
-    return f"{_last_second[1]}.{millis:03d}Z"
+    text = _seconds.get(second)
+    if text is None:
+        if len(_seconds) >= 64:
+            _seconds.clear()
+        text = _seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{millis:03d}Z"

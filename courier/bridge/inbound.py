@@ -27,30 +27,39 @@ class InboundHandler:
         self.bridge = bridge
         self._pending: tuple[list[IncomingReply], asyncio.Future[list[Change | Ignored]]] | None
         self._pending = None
+        self._writing = False  # a batch is being recorded; the next one waits for it
 
     def _enqueue(self, item: IncomingReply) -> tuple[int, asyncio.Future[list[Change | Ignored]]]:
         """Join the batch of replies that one store transaction will record.
 
         The batch is flushed once the messages already received in this loop iteration have
-        joined it, so a burst of replies costs one transaction, not one each.
+        joined it, so a burst of replies costs one transaction, not one each. While a batch
+        is being recorded the next one keeps growing, and goes when that one is committed:
+        the ACK and the result of a command then mostly share a transaction.
         """
         if self._pending is None:
             loop = asyncio.get_running_loop()
             self._pending = ([], loop.create_future())
-            loop.call_soon(self._flush)
+            if not self._writing:
+                loop.call_soon(self._flush)
         items, future = self._pending
         items.append(item)
         return len(items) - 1, future
 
     def _flush(self) -> None:
-        assert self._pending is not None
+        if self._pending is None or self._writing:
+            return
         items, future = self._pending
         self._pending = None
+        self._writing = True
         task = asyncio.ensure_future(
             self.bridge.store.record_replies(items, self.bridge.clock.now())
         )
 
         def done(finished: asyncio.Future[list[Change | Ignored]]) -> None:
+            self._writing = False
+            if self._pending is not None:
+                asyncio.get_running_loop().call_soon(self._flush)
             if finished.cancelled():
                 future.cancel()
             elif (error := finished.exception()) is not None:

@@ -37,17 +37,18 @@ def resolve_targets(tx: Tx, request: CommandRequest) -> list[str]:
         targets = tx.find_devices(request.tenant, flt, MAX_TARGETS + 1)
     else:
         targets = list(dict.fromkeys(request.devices))
-        _known_devices(tx, request.tenant, targets)
+        tx.cache[("devices", request.id)] = _known_devices(tx, request.tenant, targets)
     if len(targets) > MAX_TARGETS:
         raise InvalidInput(f"the request reaches more than {MAX_TARGETS} devices; narrow it")
     return targets
 
 
-def _known_devices(tx: Tx, tenant: str, device_ids: Sequence[str]) -> None:
+def _known_devices(tx: Tx, tenant: str, device_ids: Sequence[str]) -> dict[str, Device]:
     devices = tx.get_devices(device_ids)
     unknown = [d for d in device_ids if d not in devices or devices[d].tenant != tenant]
     if unknown:
         raise UnknownDevices(unknown)
+    return devices
 
 
 def _known_groups(tx: Tx, tenant: str, group_ids: Sequence[str]) -> None:

@@ -211,7 +211,7 @@ def create_request(
         if found is not None:
             tx.forget_idempotency(request.tenant, key)
     targets = fleet.resolve_targets(tx, request)
-    devices = tx.get_devices(targets)
+    devices = tx.cache.pop(("devices", request.id), None) or tx.get_devices(targets)
     presence = {d: reachable(tx, devices[d]) for d in targets}
     selected, skipped = select_by_presence(((d, presence[d]) for d in targets), request.device_type)
     counts = tx.pending_counts(selected)
@@ -538,7 +538,9 @@ def record_replies(
             item.progress,
             item.output,
             item.attempt,
-            fleet.windows_for(tx, execution),
+            # Only a failure may wait for a window (a retry, a recurring schedule's next one):
+            # the request is read for those alone, not for every acknowledgement.
+            fleet.windows_for(tx, execution) if item.state is ExecutionState.FAILED else None,
             item.timed_out,
         )
         outcomes.append(outcome)

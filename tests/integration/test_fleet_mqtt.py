@@ -67,7 +67,10 @@ class Fleet:
     ) -> None:
         agents = []
         for device_id in ids:
-            agent = Agent(device_id, broker=self.broker.url, prefix=self.prefix)
+            # The agents share Courier's fake clock: the expiry they check is in its time.
+            agent = Agent(
+                device_id, broker=self.broker.url, prefix=self.prefix, clock=self.clock
+            )
 
             @agent.default_handler
             async def run(ctx: CommandContext, device_id: str = device_id) -> dict[str, str]:
@@ -191,7 +194,7 @@ async def test_recurring_retries_in_the_next_window_and_stops_after_success(flee
     (device,) = await fleet.register("rec")
     await fleet.store.set_tenant_timezone("acme", "UTC")
     outcomes = iter([CommandFailed("busy"), None])
-    agent = Agent(device, broker=fleet.broker.url, prefix=fleet.prefix)
+    agent = Agent(device, broker=fleet.broker.url, prefix=fleet.prefix, clock=fleet.clock)
 
     @agent.default_handler
     async def flaky(ctx: CommandContext) -> dict[str, int]:
