@@ -87,6 +87,7 @@ class Bridge:
         self._stopping = False
         self._started = asyncio.Event()
         transport.on_message = self.inbound.handle
+        transport.on_message_nowait = self.inbound.handle_nowait
         transport.on_connect = self._on_connect
         transport.on_disconnect = self._on_disconnect
 
@@ -323,7 +324,7 @@ class Bridge:
             log.warning("cancel notice not sent: %s", exc, extra={"execution": execution_id})
 
     def _publish_event(self, change: Change) -> None:
-        if not self.config.publish_events or not self.transport.connected:
+        if not self.config.publish_events:
             return
         after = change.after
         try:

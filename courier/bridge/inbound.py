@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from courier.core.records import Change, Ignored
 from courier.errors import InvalidInput
@@ -20,17 +20,67 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+Outcome = Change | Ignored
+
+
 class InboundHandler:
     """Handles every message the bridge is subscribed to. Returning acknowledges it."""
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
-        self._pending: tuple[list[IncomingReply], asyncio.Future[list[Change | Ignored]]] | None
+        self._pending: tuple[list[IncomingReply], list[Message], asyncio.Future[None]] | None
         self._pending = None
         self._writing = False  # a batch is being recorded; the next one waits for it
 
-    def _enqueue(self, item: IncomingReply) -> tuple[int, asyncio.Future[list[Change | Ignored]]]:
-        """Join the batch of replies that one store transaction will record.
+    async def handle(self, message: Message) -> None:
+        pending = self.handle_nowait(message)
+        if pending is not None:
+            await pending
+
+    def handle_nowait(self, message: Message) -> asyncio.Future[Any] | None:
+        """Take a message; answers None when it is consumed already, or what to wait for
+        before acknowledging it (a reply: the commit of its batch)."""
+        if self.bridge.lwm2m.owns(message.topic):
+            return asyncio.ensure_future(self.bridge.lwm2m.handle(message))
+        parsed = self.bridge.topics.parse(message.topic)
+        if parsed is None:
+            self._reject(message, "unknown", "bad_topic", "topic is not one of Courier's")
+            return None
+        if parsed.kind is TopicKind.REPLY:
+            return self._reply(message, parsed)
+        if parsed.kind is TopicKind.PRESENCE:
+            return asyncio.ensure_future(self._presence(message, parsed))
+        if parsed.kind is TopicKind.REQUESTS and self.bridge.ingress is not None:
+            assert parsed.tenant is not None
+            ingress = self.bridge.ingress.handle(parsed.tenant, message, self.bridge.transport)
+            return asyncio.ensure_future(ingress)
+        if parsed.kind is TopicKind.ATTACHED_PRESENCE:
+            return asyncio.ensure_future(self._attached_presence(message, parsed))
+        self._reject(message, parsed.kind.value, "unexpected", "not a topic Courier consumes")
+        return None
+
+    def _reply(self, message: Message, parsed: ParsedTopic) -> asyncio.Future[None] | None:
+        assert parsed.device is not None
+        assert parsed.execution is not None
+        try:
+            reply = decode_reply(message.payload, self.bridge.config.max_payload)
+        except InvalidInput as exc:
+            self._reject(message, "reply", str(exc.extra.get("why", "invalid")), exc.message)
+            return None
+        item = IncomingReply(
+            parsed.device,
+            parsed.execution,
+            ExecutionState(reply.state),
+            reply.reason,
+            reply.progress,
+            reply.output,
+            reply.attempt,
+        )
+        return self._enqueue(item, message)
+
+    def _enqueue(self, item: IncomingReply, message: Message) -> asyncio.Future[None]:
+        """Join the batch of replies that one store transaction will record; the future is
+        done once it is committed (it fails if the store did: no PUBACK, redelivered).
 
         The batch is flushed once the messages already received in this loop iteration have
         joined it, so a burst of replies costs one transaction, not one each. While a batch
@@ -39,24 +89,25 @@ class InboundHandler:
         """
         if self._pending is None:
             loop = asyncio.get_running_loop()
-            self._pending = ([], loop.create_future())
+            self._pending = ([], [], loop.create_future())
             if not self._writing:
                 loop.call_soon(self._flush)
-        items, future = self._pending
+        items, messages, future = self._pending
         items.append(item)
-        return len(items) - 1, future
+        messages.append(message)
+        return future
 
     def _flush(self) -> None:
         if self._pending is None or self._writing:
             return
-        items, future = self._pending
+        items, messages, future = self._pending
         self._pending = None
         self._writing = True
         task = asyncio.ensure_future(
             self.bridge.store.record_replies(items, self.bridge.clock.now())
         )
 
-        def done(finished: asyncio.Future[list[Change | Ignored]]) -> None:
+        def done(finished: asyncio.Future[list[Outcome]]) -> None:
             self._writing = False
             if self._pending is not None:
                 asyncio.get_running_loop().call_soon(self._flush)
@@ -65,68 +116,31 @@ class InboundHandler:
             elif (error := finished.exception()) is not None:
                 future.set_exception(error)
             else:
-                future.set_result(finished.result())
+                for message, outcome in zip(messages, finished.result(), strict=True):
+                    self._count(message, outcome)
+                future.set_result(None)
 
         task.add_done_callback(done)
+
+    def _count(self, message: Message, outcome: Outcome) -> None:
+        """Metrics and logs of a recorded reply."""
+        if isinstance(outcome, Change):
+            self.bridge.metrics.replies.labels("applied").inc()
+            return
+        why = outcome.why
+        if why in ("unknown execution", "foreign execution"):
+            self._reject(message, "reply", why.replace(" ", "_"), why)
+        elif why.startswith("illegal"):
+            self.bridge.metrics.replies.labels("illegal").inc()
+            log.warning("reply refused: %s", why, extra={"topic": message.topic})
+        else:
+            self.bridge.metrics.replies.labels(why.replace(" ", "_")).inc()
 
     def _reject(self, message: Message, kind: str, reason: str, detail: str) -> None:
         self.bridge.metrics.rejected.labels(kind, reason).inc()
         log.warning(
             "rejected MQTT message: %s", detail, extra={"topic": message.topic, "reason": reason}
         )
-
-    async def handle(self, message: Message) -> None:
-        if self.bridge.lwm2m.owns(message.topic):
-            await self.bridge.lwm2m.handle(message)
-            return
-        parsed = self.bridge.topics.parse(message.topic)
-        if parsed is None:
-            self._reject(message, "unknown", "bad_topic", "topic is not one of Courier's")
-            return
-        if parsed.kind is TopicKind.REPLY:
-            await self._reply(message, parsed)
-        elif parsed.kind is TopicKind.PRESENCE:
-            await self._presence(message, parsed)
-        elif parsed.kind is TopicKind.REQUESTS and self.bridge.ingress is not None:
-            assert parsed.tenant is not None
-            await self.bridge.ingress.handle(parsed.tenant, message, self.bridge.transport)
-        elif parsed.kind is TopicKind.ATTACHED_PRESENCE:
-            await self._attached_presence(message, parsed)
-        else:
-            self._reject(message, parsed.kind.value, "unexpected", "not a topic Courier consumes")
-
-    async def _reply(self, message: Message, parsed: ParsedTopic) -> None:
-        bridge = self.bridge
-        assert parsed.device is not None
-        assert parsed.execution is not None
-        try:
-            reply = decode_reply(message.payload, bridge.config.max_payload)
-        except InvalidInput as exc:
-            self._reject(message, "reply", str(exc.extra.get("why", "invalid")), exc.message)
-            return
-        index, batch = self._enqueue(
-            IncomingReply(
-                parsed.device,
-                parsed.execution,
-                ExecutionState(reply.state),
-                reply.reason,
-                reply.progress,
-                reply.output,
-                reply.attempt,
-            )
-        )
-        outcome = (await batch)[index]  # raises if the store failed: no PUBACK, redelivered
-        if isinstance(outcome, Change):
-            bridge.metrics.replies.labels("applied").inc()
-            return
-        why = outcome.why
-        if why in ("unknown execution", "foreign execution"):
-            self._reject(message, "reply", why.replace(" ", "_"), why)
-        elif why.startswith("illegal"):
-            bridge.metrics.replies.labels("illegal").inc()
-            log.warning("reply refused: %s", why, extra={"topic": message.topic})
-        else:
-            bridge.metrics.replies.labels(why.replace(" ", "_")).inc()
 
     async def _attached_presence(self, message: Message, parsed: ParsedTopic) -> None:
         """A gateway announces one of its attached devices (registering it if new)."""

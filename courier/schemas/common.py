@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zoneinfo
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ def check_timezone(value: str | None) -> str | None:
 
 
 MAX_DEPTH = 64
+_LONG_NUMBER = re.compile(rb"\d{19}")  # 18 digits and fewer always fit in 64 bits
 INT_RANGE = (-(2**63), 2**64 - 1)  # what the store's JSON encoder writes exactly
 
 
@@ -73,6 +75,11 @@ def strict_json(data: bytes | str) -> Any:
     surrogates, integers within 64 bits, nesting within MAX_DEPTH. json.JSONDecodeError
     (orjson's is one) otherwise."""
     value = orjson.loads(data)
+    raw = data.encode() if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH and _LONG_NUMBER.search(raw) is None:
+        # Too few brackets to nest too deep, and no number long enough to leave 64 bits:
+        # the walk below cannot find anything (most payloads are like this).
+        return value
     depth, floats = json_depth(value)
     if depth > MAX_DEPTH:
         raise json.JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", "", 0)

@@ -24,7 +24,22 @@ S = ExecutionState
 # --- targets ----------------------------------------------------------------------------------
 
 
-def resolve_targets(tx: Tx, request: CommandRequest) -> list[str]:
+def devices_by_id(
+    tx: ReadTx, device_ids: Sequence[str], known: dict[str, Device] | None = None
+) -> dict[str, Device]:
+    """The registered devices among `device_ids`, taken from `known` when it has them (and
+    those read added to it)."""
+    if known is None:
+        return tx.get_devices(device_ids)
+    missing = [d for d in device_ids if d not in known]
+    if missing:
+        known.update(tx.get_devices(missing))
+    return {d: known[d] for d in device_ids if d in known}
+
+
+def resolve_targets(
+    tx: Tx, request: CommandRequest, known: dict[str, Device] | None = None
+) -> list[str]:
     """The device ids a request reaches, in a stable order, each once; unknown ids refused."""
     if request.command_type == "GROUP":
         _known_groups(tx, request.tenant, request.groups)
@@ -33,22 +48,23 @@ def resolve_targets(tx: Tx, request: CommandRequest) -> list[str]:
         flt = request.filter
         assert flt is not None
         _known_groups(tx, request.tenant, flt.groups)
-        _known_devices(tx, request.tenant, flt.devices)
+        _known_devices(tx, request.tenant, flt.devices, known)
         targets = tx.find_devices(request.tenant, flt, MAX_TARGETS + 1)
     else:
         targets = list(dict.fromkeys(request.devices))
-        tx.cache[("devices", request.id)] = _known_devices(tx, request.tenant, targets)
+        _known_devices(tx, request.tenant, targets, known)
     if len(targets) > MAX_TARGETS:
         raise InvalidInput(f"the request reaches more than {MAX_TARGETS} devices; narrow it")
     return targets
 
 
-def _known_devices(tx: Tx, tenant: str, device_ids: Sequence[str]) -> dict[str, Device]:
-    devices = tx.get_devices(device_ids)
+def _known_devices(
+    tx: Tx, tenant: str, device_ids: Sequence[str], known: dict[str, Device] | None = None
+) -> None:
+    devices = devices_by_id(tx, device_ids, known)
     unknown = [d for d in device_ids if d not in devices or devices[d].tenant != tenant]
     if unknown:
         raise UnknownDevices(unknown)
-    return devices
 
 
 def _known_groups(tx: Tx, tenant: str, group_ids: Sequence[str]) -> None:

@@ -138,6 +138,10 @@ class MemoryTx:
     def get_execution(self, execution_id: str) -> Execution | None:
         return self.d.executions.get(execution_id)
 
+    def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        found = (self.d.executions.get(e) for e in execution_ids)
+        return {e.id: e for e in found if e is not None}
+
     def executions_of_request(self, request_id: str) -> list[Execution]:
         return sorted(
             (e for e in self.d.executions.values() if e.request_id == request_id),
@@ -220,6 +224,10 @@ class MemoryTx:
 
     def update_execution(self, before: Execution, after: Execution) -> None:
         self._set(self.d.executions, after.id, after._replace(seq=before.seq))
+
+    def update_executions(self, pairs: Sequence[tuple[Execution, Execution]]) -> None:
+        for before, after in pairs:
+            self.update_execution(before, after)
 
     def insert_events(self, events: Sequence[Event]) -> None:
         for event in events:

@@ -170,6 +170,7 @@ class SqliteBackend:
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(tx)
+                    tx.flush()
                 except Exception as exc:  # noqa: BLE001 - answered to the job's caller
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")

@@ -62,14 +62,43 @@ def _marks(count: int) -> str:
 
 
 class SqliteTx:
-    """Reads and writes on `conn`; the caller owns BEGIN and COMMIT."""
+    """Reads and writes on a connection; the caller owns BEGIN and COMMIT, and calls
+    `flush` before it.
+
+    New requests, executions and events are written behind: kept in lists and inserted
+    with one `executemany` each when the transaction next reads (`conn` flushes them) or
+    ends, so a batch of many requests costs a few statements, not a few per request.
+    """
 
     def __init__(self, conn: sqlite3.Connection, update_sql: dict[tuple[str, ...], str]) -> None:
-        self.conn = conn
+        self._conn = conn
         self.changes: list[Change] = []
         self._update_sql = update_sql
         self._args: dict[str, tuple[dict[str, Any], float]] = {}
         self.cache: dict[Any, Any] = {}
+        self._new_requests: list[tuple[Any, ...]] = []
+        self._new_executions: list[tuple[Any, ...]] = []
+        self._new_events: list[tuple[Any, ...]] = []
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, with every row written behind inserted: what is read sees it."""
+        if self._new_requests or self._new_executions or self._new_events:
+            self.flush()
+        return self._conn
+
+    def flush(self) -> None:
+        """Insert the rows written behind (requests before their executions and events)."""
+        conn = self._conn
+        if self._new_requests:
+            conn.executemany(Q["insert_request"], self._new_requests)
+            self._new_requests = []
+        if self._new_executions:
+            conn.executemany(Q["insert_execution"], self._new_executions)
+            self._new_executions = []
+        if self._new_events:
+            conn.executemany(Q["insert_event"], self._new_events)
+            self._new_events = []
 
     def _one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
@@ -87,8 +116,10 @@ class SqliteTx:
     def tenant_exists(self, tenant: str) -> bool:
         return self._one(Q["tenant_exists"], (tenant,)) is not None
 
+    # Devices are never written behind: their reads need no flush.
+
     def get_device(self, device_id: str) -> Device | None:
-        row = self._one(Q["get_device"], (device_id,))
+        row = self._conn.execute(Q["get_device"], (device_id,)).fetchone()
         return None if row is None else rows.device_from_row(row)
 
     def get_devices(self, device_ids: Sequence[str]) -> dict[str, Device]:
@@ -96,7 +127,7 @@ class SqliteTx:
         for chunk in _chunks(device_ids):
             columns = rows.FRAGMENTS["device_columns"]
             sql = f"SELECT {columns} FROM devices WHERE id IN ({_marks(len(chunk))})"
-            for row in self.conn.execute(sql, chunk):
+            for row in self._conn.execute(sql, chunk):
                 device = rows.device_from_row(row)
                 found[device.id] = device
         return found
@@ -245,7 +276,7 @@ class SqliteTx:
         self.conn.execute(Q["forget_idempotency"], (tenant, key))
 
     def insert_request(self, request: CommandRequest) -> None:
-        self.conn.execute(Q["insert_request"], rows.request_params(request))
+        self._new_requests.append(rows.request_params(request))
 
     def request_args(self, request_id: str) -> tuple[dict[str, Any], float]:
         cached = self._args.get(request_id)
@@ -256,7 +287,19 @@ class SqliteTx:
         return cached
 
     def insert_executions(self, executions: Sequence[Execution]) -> None:
-        self.conn.executemany(Q["insert_execution"], [rows.execution_params(e) for e in executions])
+        self._new_executions.extend(rows.execution_params(e) for e in executions)
+
+    def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        found: dict[str, Execution] = {}
+        for chunk in _chunks(execution_ids):
+            sql = (
+                f"SELECT {rows.FRAGMENTS['exec_columns']} FROM executions "
+                f"WHERE id IN ({_marks(len(chunk))})"
+            )
+            for row in self.conn.execute(sql, chunk):
+                execution = rows.execution_from_row(row)
+                found[execution.id] = execution
+        return found
 
     def update_execution(self, before: Execution, after: Execution) -> None:
         diff = rows.execution_diff(before, after)
@@ -269,10 +312,25 @@ class SqliteTx:
             sql = self._update_sql[columns] = f"UPDATE executions SET {assignments} WHERE id = ?"
         self.conn.execute(sql, (*diff.values(), after.id))
 
+    def update_executions(self, pairs: Sequence[tuple[Execution, Execution]]) -> None:
+        """Many updates; those that change the same columns share one `executemany`."""
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for before, after in pairs:
+            diff = rows.execution_diff(before, after)
+            if diff:
+                by_columns.setdefault(tuple(diff), []).append((*diff.values(), after.id))
+        conn = self.conn
+        for columns, params in by_columns.items():
+            sql = self._update_sql.get(columns)
+            if sql is None:
+                assignments = ", ".join(f"{c} = ?" for c in columns)
+                sql = self._update_sql[columns] = (
+                    f"UPDATE executions SET {assignments} WHERE id = ?"
+                )
+            conn.executemany(sql, params)
+
     def insert_events(self, events: Sequence[Event]) -> None:
-        if events:
-            params = [(*rows.event_params(e), _event_seq()) for e in events]
-            self.conn.executemany(Q["insert_event"], params)
+        self._new_events.extend((*rows.event_params(e), _event_seq()) for e in events)
 
     def pending_counts(self, device_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}

@@ -6,7 +6,7 @@ Each verb loads rows, asks courier.core.lifecycle what changes, and persists the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from courier.core import lifecycle
@@ -33,7 +33,7 @@ from courier.errors import (
     QueueFull,
 )
 from courier.ids import new_id
-from courier.schemas.states import IN_FLIGHT, TERMINAL, ExecutionState
+from courier.schemas.states import IN_FLIGHT, PENDING, TERMINAL, ExecutionState
 from courier.store import fleet
 from courier.store.tx import Tx
 
@@ -64,13 +64,13 @@ def route_of(device: Device) -> str:
     return device.gateway_id or device.id
 
 
-def reachable(tx: Tx, device: Device) -> bool:
+def reachable(tx: Tx, device: Device, known: dict[str, Device] | None = None) -> bool:
     """Online, and behind an online gateway when attached to one."""
     if not device.online:
         return False
     if device.gateway_id is None:
         return True
-    gateway = tx.get_device(device.gateway_id)
+    gateway = fleet.devices_by_id(tx, [device.gateway_id], known).get(device.gateway_id)
     return gateway is not None and gateway.online
 
 
@@ -188,14 +188,51 @@ def set_attached_presence(
 # --- requests -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the requests of one transaction share: their devices, read once, and each
+    device's unfinished executions per state, kept up to date as executions are created."""
+
+    devices: dict[str, Device] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counted: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, tx: Tx, device_ids: Sequence[str]) -> Known:
+        known = cls()
+        wanted = list(dict.fromkeys(device_ids))
+        known.devices.update(tx.get_devices(wanted))
+        known.pending_counts(tx, wanted)
+        return known
+
+    def pending_counts(self, tx: Tx, device_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        missing = [d for d in device_ids if d not in self.counted]
+        if missing:
+            self.counts.update(tx.pending_counts(missing))
+            self.counted.update(missing)
+        return {d: self.counts[d] for d in device_ids if d in self.counts}
+
+    def created(self, executions: Sequence[Execution]) -> None:
+        for execution in executions:
+            if execution.state in PENDING:
+                by_state = self.counts.setdefault(execution.device_id, {})
+                by_state[execution.state] = by_state.get(execution.state, 0) + 1
+
+
 def create_request(
-    tx: Tx, request: CommandRequest, queue_bound: int, now: float, in_flight_cap: int = 0
+    tx: Tx,
+    request: CommandRequest,
+    queue_bound: int,
+    now: float,
+    in_flight_cap: int = 0,
+    known: Known | None = None,
 ) -> Created:
     """Store a request and one execution per selected device, atomically.
 
     With `in_flight_cap`, an execution whose device is reachable and would be the next one
     sent is created already SENT (its dispatch rides on the change for the bridge to
     publish after the commit): one transaction instead of two for the common case.
+    `known` carries what a batch of requests read once for all of them.
     """
     key = request.idempotency_key
     if key is not None:
@@ -210,11 +247,13 @@ def create_request(
             return Created(prior, tx.executions_of_request(prior.id), replayed=True)
         if found is not None:
             tx.forget_idempotency(request.tenant, key)
-    targets = fleet.resolve_targets(tx, request)
-    devices = tx.cache.pop(("devices", request.id), None) or tx.get_devices(targets)
-    presence = {d: reachable(tx, devices[d]) for d in targets}
+    if known is None:
+        known = Known()
+    targets = fleet.resolve_targets(tx, request, known.devices)
+    devices = fleet.devices_by_id(tx, targets, known.devices)
+    presence = {d: reachable(tx, devices[d], known.devices) for d in targets}
     selected, skipped = select_by_presence(((d, presence[d]) for d in targets), request.device_type)
-    counts = tx.pending_counts(selected)
+    counts = known.pending_counts(tx, selected)
     full = over_queue_bound({d: sum(counts.get(d, {}).values()) for d in selected}, queue_bound)
     if full:
         raise QueueFull(
@@ -257,8 +296,9 @@ def create_request(
             sent = lifecycle.send(created.after, now)
             dispatch = Dispatch(sent.after, request.args, request.created_at)
             changes.append(Change(created.after, sent.after, sent.event, dispatch))
-    _apply_new(tx, changes)
-    return Created(request, _latest(changes), replayed=False)
+    executions = _apply_new(tx, changes)
+    known.created(executions)
+    return Created(request, executions, replayed=False)
 
 
 def _in_flight_of(
@@ -288,21 +328,25 @@ def create_requests(
     """Several requests in one transaction; each succeeds or fails on its own.
 
     Safe without savepoints because `create_request` checks everything before it writes.
+    The devices the requests name are read once for all of them.
     """
+    known = Known.read(tx, [d for q in requests if q.command_type == "DEVICE" for d in q.devices])
     results: list[Created | CourierError] = []
     for request in requests:
         try:
-            results.append(create_request(tx, request, queue_bound, now, in_flight_cap))
+            results.append(create_request(tx, request, queue_bound, now, in_flight_cap, known))
         except CourierError as exc:
             results.append(exc)
     return results
 
 
-def _apply_new(tx: Tx, changes: list[Change]) -> None:
+def _apply_new(tx: Tx, changes: list[Change]) -> list[Execution]:
     """Persist the changes of new executions: one insert per execution, in its final state."""
-    tx.insert_executions(_latest(changes))
+    executions = _latest(changes)
+    tx.insert_executions(executions)
     tx.insert_events([c.event for c in changes])
     tx.changes.extend(changes)
+    return executions
 
 
 def _latest(changes: list[Change]) -> list[Execution]:
@@ -513,15 +557,14 @@ def record_replies(
     tx: Tx, replies: Sequence[IncomingReply], now: float, rand: Rand
 ) -> list[Change | Ignored]:
     """Many replies in arrival order; an execution read and written once however many it got."""
-    current: dict[str, Execution | None] = {}
+    found = tx.get_executions(list(dict.fromkeys(r.execution_id for r in replies)))
+    current: dict[str, Execution | None] = dict(found)
     first: dict[str, Execution] = {}
     outcomes: list[Change | Ignored] = []
     events = []
     for item in replies:
         execution_id = item.execution_id
-        if execution_id not in current:
-            current[execution_id] = tx.get_execution(execution_id)
-        execution = current[execution_id]
+        execution = current.get(execution_id)
         if execution is None:
             outcomes.append(Ignored("unknown execution"))
             continue
@@ -551,10 +594,12 @@ def record_replies(
             tx.changes.append(outcome)
         elif outcome.event is not None:
             events.append(outcome.event)
+    updates = []
     for execution_id, before in first.items():
         after = current[execution_id]
         assert after is not None
-        tx.update_execution(before, after)
+        updates.append((before, after))
+    tx.update_executions(updates)
     tx.insert_events(events)
     fleet.check_rollouts(tx, [o for o in outcomes if isinstance(o, Change)], now)
     return outcomes

@@ -8,9 +8,10 @@ session resumes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from courier.errors import ConfigError
@@ -66,6 +67,9 @@ class ConnectOptions:
 
 
 MessageHandler = Callable[[Message], Awaitable[None]]
+# Takes a message without a task of its own: None when it is consumed already, else what to
+# wait for before acknowledging it (failing withholds the PUBACK, as raising does).
+NowaitHandler = Callable[[Message], asyncio.Future[Any] | None]
 ConnectHandler = Callable[[bool], None]
 
 
@@ -73,6 +77,8 @@ class Transport(Protocol):
     """One MQTT connection that reconnects by itself and resubscribes after it does."""
 
     on_message: MessageHandler | None
+    # Preferred over on_message where the adapter can use it (the bridge's hot path).
+    on_message_nowait: NowaitHandler | None
     on_connect: ConnectHandler | None
     on_disconnect: Callable[[], None] | None
 

@@ -10,17 +10,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import gmqtt
-from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50
+from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTCommands, MQTTv50
 
 from courier.errors import TransportError
-from courier.transport.base import ConnectHandler, ConnectOptions, Message, MessageHandler
+from courier.transport.base import (
+    ConnectHandler,
+    ConnectOptions,
+    Message,
+    MessageHandler,
+    NowaitHandler,
+)
 from courier.transport.packets import publish_packet
 
 log = logging.getLogger(__name__)
 SUBACK_TIMEOUT = 10.0
+
+
+def _puback(mid: int) -> bytes:
+    """PUBACK with success and no properties: the short form both MQTT 3.1.1 and 5 read."""
+    return bytes((0x40, 0x02, mid >> 8, mid & 0xFF))
 
 
 def _first(values: Any) -> Any:
@@ -35,6 +47,7 @@ class GmqttTransport:
     def __init__(self, options: ConnectOptions) -> None:
         self.options = options
         self.on_message: MessageHandler | None = None
+        self.on_message_nowait: NowaitHandler | None = None
         self.on_connect: ConnectHandler | None = None
         self.on_disconnect: Callable[[], None] | None = None
         self._topics: dict[str, int] = {}
@@ -43,11 +56,21 @@ class GmqttTransport:
         self._closing = False
         self._topic_cache: dict[str, bytes] = {}
         self._outgoing: list[bytes] = []
+        self._outgoing_to: Any = None  # the connection the outgoing packets are for
 
     @property
     def connected(self) -> bool:
+        return self._live_connection() is not None
+
+    def _live_connection(self) -> Any:
+        """gmqtt's connection while it is up and acknowledged (CONNACK), else None."""
         client = self._client
-        return bool(client is not None and client._connection is not None and client.is_connected)
+        if client is None:
+            return None
+        connection = client._connection
+        if connection is None or connection.is_closing() or not client._connack_received.is_set():
+            return None
+        return connection
 
     def _make_client(self) -> Any:
         opts = self.options
@@ -73,6 +96,11 @@ class GmqttTransport:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_suback
+        # Incoming PUBLISH packets come here first; gmqtt handles every other packet.
+        handler = client._package_handler
+        handler._handle_packet = partial(
+            self._dispatch, client, handler._handle_packet, handler._handle_publish_packet
+        )
         return client
 
     async def connect(self) -> None:
@@ -137,10 +165,11 @@ class GmqttTransport:
         correlation_data: bytes | None = None,
         user_properties: Sequence[tuple[str, str]] = (),
     ) -> None:
-        if not self.connected:
+        connection = self._live_connection()
+        if connection is None:
             raise TransportError("not connected to the broker")
         if response_topic is None and correlation_data is None and not user_properties:
-            self._publish_direct(topic, payload, qos, retain, expiry)
+            self._publish_direct(connection, topic, payload, qos, retain, expiry)
             return
         properties: dict[str, Any] = {}
         if expiry is not None:
@@ -154,12 +183,17 @@ class GmqttTransport:
         self._client.publish(topic, payload, qos=qos, retain=retain, **properties)
 
     def _publish_direct(
-        self, topic: str, payload: bytes, qos: int, retain: bool, expiry: int | None
+        self,
+        connection: Any,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        expiry: int | None,
     ) -> None:
         """Build the packet here and hand it to gmqtt's connection: a QoS 1 packet is kept
         in gmqtt's store, as its own publish would, for replay when the session resumes."""
         client = self._client
-        connection = client._connection
         mqtt5 = client._connection_state.protocol_version == MQTTv50
         topic_bytes = self._topic_cache.get(topic)
         if topic_bytes is None:
@@ -178,18 +212,28 @@ class GmqttTransport:
         )
         if qos:
             client._persistent_storage.push_message(mid, packet)
-        # One socket write for all that is published in this loop iteration, not one each.
+        self._send_soon(connection, packet)
+
+    def _send_soon(self, connection: Any, packet: bytes) -> None:
+        """One socket write for all that is sent in this loop iteration, not one each."""
+        if self._outgoing and self._outgoing_to is not connection:
+            self._flush_outgoing()
         if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush_outgoing, connection)
+            self._outgoing_to = connection
+            asyncio.get_running_loop().call_soon(self._flush_outgoing)
         self._outgoing.append(packet)
 
-    def _flush_outgoing(self, connection: Any) -> None:
+    def _flush_outgoing(self) -> None:
         packets, self._outgoing = self._outgoing, []
+        connection, self._outgoing_to = self._outgoing_to, None
+        if not packets:
+            return
         client = self._client
         if client is not None and connection is client._connection and not connection.is_closing():
             connection.send_package(b"".join(packets))
         # Otherwise the connection is gone: QoS 1 packets are replayed from gmqtt's store
-        # when the session resumes (or resent after their ack timeout); QoS 0 may be lost.
+        # when the session resumes (or resent after their ack timeout); QoS 0 may be lost,
+        # and the broker delivers again what was not acknowledged.
 
     # --- gmqtt callbacks ---------------------------------------------------------------
 
@@ -215,6 +259,59 @@ class GmqttTransport:
                 waiter.set_exception(TransportError(f"subscription refused (codes {qos})"))
             else:
                 waiter.set_result(None)
+
+    def _dispatch(self, client: Any, handle: Any, fallback: Any, cmd: int, raw: bytes) -> None:
+        if cmd & 0xF0 == MQTTCommands.PUBLISH:
+            self._handle_publish(client, fallback, cmd, raw)
+        else:
+            handle(cmd, raw)
+
+    def _handle_publish(self, client: Any, fallback: Any, cmd: int, raw: bytes) -> None:
+        """A PUBLISH without properties, for a `on_message_nowait` handler: parsed here and
+        handed over without a task; its PUBACK waits for what the handler answers. Anything
+        else (QoS 2, properties, topic aliases) goes through gmqtt as before."""
+        handler = self.on_message_nowait
+        qos = (cmd >> 1) & 0x03
+        if handler is None or qos == 2:
+            fallback(cmd, raw)
+            return
+        size = (raw[0] << 8) | raw[1]
+        position = 2 + size
+        mid = 0
+        if qos:
+            mid = (raw[position] << 8) | raw[position + 1]
+            position += 2
+        if client._connection_state.protocol_version == MQTTv50:
+            if raw[position] != 0:  # properties: gmqtt parses them
+                fallback(cmd, raw)
+                return
+            position += 1
+        try:
+            topic = raw[2 : 2 + size].decode()
+        except UnicodeDecodeError:
+            fallback(cmd, raw)
+            return
+        if not topic:
+            fallback(cmd, raw)
+            return
+        connection = client._connection
+        try:
+            pending = handler(Message(topic, raw[position:], qos, bool(cmd & 0x01)))
+        except Exception:
+            log.exception("message handler failed; not acknowledged", extra={"topic": topic})
+            return
+        if not qos:
+            return
+        if pending is None:
+            self._send_soon(connection, _puback(mid))
+        else:
+            pending.add_done_callback(partial(self._ack_when_done, connection, mid))
+
+    def _ack_when_done(self, connection: Any, mid: int, done: asyncio.Future[Any]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # unacknowledged: the broker delivers it again when the session resumes
+        if self._client is not None and connection is self._client._connection:
+            self._send_soon(connection, _puback(mid))
 
     async def _handle_message(
         self, client: Any, topic: str | bytes, payload: bytes, qos: int, properties: Any

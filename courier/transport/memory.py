@@ -8,7 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from courier.errors import TransportError
-from courier.transport.base import ConnectHandler, ConnectOptions, Message, MessageHandler
+from courier.transport.base import (
+    ConnectHandler,
+    ConnectOptions,
+    Message,
+    MessageHandler,
+    NowaitHandler,
+)
 from courier.transport.matching import topic_matches
 
 
@@ -86,6 +92,7 @@ class MemoryTransport:
         self.broker = broker
         self.options = options
         self.on_message: MessageHandler | None = None
+        self.on_message_nowait: NowaitHandler | None = None  # deliveries use on_message
         self.on_connect: ConnectHandler | None = None
         self.on_disconnect: Callable[[], None] | None = None
         self._connected = False

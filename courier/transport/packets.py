@@ -3,11 +3,13 @@ and a packet is a few bytes of header around the topic and payload."""
 
 from __future__ import annotations
 
-import struct
-
 
 def varint(value: int) -> bytes:
     """MQTT variable byte integer."""
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while True:
         byte = value % 128
@@ -15,6 +17,9 @@ def varint(value: int) -> bytes:
         out.append(byte | 0x80 if value else byte)
         if not value:
             return bytes(out)
+
+
+_NO_PROPERTIES = b"\x00"
 
 
 def publish_packet(
@@ -29,12 +34,11 @@ def publish_packet(
     """A PUBLISH packet: QoS 0 or 1, optional message expiry (MQTT 5)."""
     properties = b""
     if mqtt5:
-        props = b"" if expiry is None else b"\x02" + struct.pack("!L", expiry)
-        properties = varint(len(props)) + props
-    variable = struct.pack("!H", len(topic)) + topic
+        properties = _NO_PROPERTIES if expiry is None else b"\x05\x02" + expiry.to_bytes(4, "big")
+    variable = len(topic).to_bytes(2, "big") + topic
     if qos:
         assert mid is not None
-        variable += struct.pack("!H", mid)
-    variable += properties
+        variable += mid.to_bytes(2, "big")
     header = 0x30 | (qos << 1) | int(retain)
-    return bytes([header]) + varint(len(variable) + len(payload)) + variable + payload
+    remaining = len(variable) + len(properties) + len(payload)
+    return b"".join((bytes((header,)), varint(remaining), variable, properties, payload))

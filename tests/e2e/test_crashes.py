@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from courier.gateway import Agent, CommandContext
-from courier.transport import MessageHandler, Transport
+from courier.transport import MessageHandler, NowaitHandler, Transport
 from courier.transport.base import ConnectHandler
 from tests.e2e.conftest import CourierProcess
 from tests.helpers import eventually
@@ -29,6 +29,7 @@ class LossyTransport:
         self.inner = inner
         self.drop_rate = drop_rate
         self.rng = rng
+        self.on_message_nowait: NowaitHandler | None = None  # the agent uses on_message
 
     @property
     def on_message(self) -> MessageHandler | None:

@@ -68,9 +68,7 @@ class Fleet:
         agents = []
         for device_id in ids:
             # The agents share Courier's fake clock: the expiry they check is in its time.
-            agent = Agent(
-                device_id, broker=self.broker.url, prefix=self.prefix, clock=self.clock
-            )
+            agent = Agent(device_id, broker=self.broker.url, prefix=self.prefix, clock=self.clock)
 
             @agent.default_handler
             async def run(ctx: CommandContext, device_id: str = device_id) -> dict[str, str]:
