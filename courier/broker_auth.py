@@ -80,13 +80,24 @@ def render_password_file(users: Iterable[BrokerUser]) -> str:
     return "".join(f"{name}:{by_name[name].password_hash}\n" for name in sorted(by_name))
 
 
-def render_acl(prefix: str, courier_user: str, tenant_users: Mapping[str, str]) -> str:
+def render_acl(
+    prefix: str,
+    courier_user: str,
+    tenant_users: Mapping[str, str],
+    lwm2m_mountpoint: str | None = None,
+) -> str:
     """The ACL: devices (username = device id) through `pattern` rules on %u, Courier's user
     on the whole prefix, each tenant's service user (`tenant_users`: username -> tenant id) on
-    its tenant's requests, events and responses."""
-    validate_prefix(prefix)
-    if any(ord(c) < 0x20 or c == "\x7f" for c in prefix):
-        raise ConfigError(f"topic prefix {prefix!r} must not contain control characters")
+    its tenant's requests, events and responses. With `lwm2m_mountpoint`, an LwM2M endpoint
+    (username = its device id) reads its own downlink and writes its own uplink there, and
+    Courier's user has the whole mount point."""
+    mounts = [prefix] if lwm2m_mountpoint is None else [prefix, lwm2m_mountpoint]
+    for mount in mounts:
+        validate_prefix(mount)
+        if any(ord(c) < 0x20 or c == "\x7f" for c in mount):
+            raise ConfigError(f"topic prefix {mount!r} must not contain control characters")
+    if lwm2m_mountpoint is not None and lwm2m_mountpoint == prefix.split("/", maxsplit=1)[0]:
+        raise ConfigError("the LwM2M mount point must differ from the topic prefix")
     check_username(courier_user)
     devices = f"{prefix}/devices/%u"
     lines = [
@@ -95,10 +106,13 @@ def render_acl(prefix: str, courier_user: str, tenant_users: Mapping[str, str]) 
         f"pattern write {devices}/replies/#",
         f"pattern write {devices}/presence",
         f"pattern write {devices}/attached/#",
-        "",
-        f"user {courier_user}",
-        f"topic readwrite {prefix}/#",
     ]
+    if lwm2m_mountpoint is not None:
+        lines += [
+            f"pattern read {lwm2m_mountpoint}/%u/dn/#",
+            f"pattern write {lwm2m_mountpoint}/%u/up/#",
+        ]
+    lines += ["", f"user {courier_user}", *(f"topic readwrite {m}/#" for m in mounts)]
     for username in sorted(tenant_users):
         tenant = tenant_users[username]
         check_username(username)
@@ -117,6 +131,8 @@ def render_acl(prefix: str, courier_user: str, tenant_users: Mapping[str, str]) 
             # device rights of a device named like it. Mosquitto applies a deny first.
             f"topic deny {prefix}/devices/{username}/#",
         ]
+        if lwm2m_mountpoint is not None:
+            lines.append(f"topic deny {lwm2m_mountpoint}/{username}/#")
     return "\n".join(lines) + "\n"
 
 

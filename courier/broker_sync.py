@@ -31,6 +31,7 @@ class BrokerSync:
         files: BrokerAuthFiles,
         prefix: str,
         broker_url: str,
+        lwm2m_mountpoint: str | None = None,
     ) -> None:
         options = ConnectOptions.from_url(broker_url, client_id="courier")
         if not options.username or not options.password:
@@ -38,6 +39,7 @@ class BrokerSync:
         self.store = store
         self.files = files
         self.prefix = prefix
+        self.lwm2m_mountpoint = lwm2m_mountpoint
         self.host, self.port = broker_address(broker_url)
         self.username, self.password = options.username, options.password
         self._own = BrokerUser(self.username, mosquitto_hash(self.password))
@@ -52,21 +54,31 @@ class BrokerSync:
         password_file: str,
         acl_file: str,
         pid_file: str,
+        lwm2m_mountpoint: str | None = None,
     ) -> BrokerSync:
         files = BrokerAuthFiles(
             Path(password_file), Path(acl_file), Path(pid_file) if pid_file else None
         )
-        return cls(store, files, prefix, broker_url)
+        return cls(store, files, prefix, broker_url, lwm2m_mountpoint)
 
     async def sync(self, cut_off: Collection[str] = ()) -> None:
         """Rewrite both files from the store and reload; then end the sessions of `cut_off`
         (client ids: a deleted device, or one whose password changed)."""
         async with self._lock:
             devices, service_users = await self.store.broker_credentials()
-            users = [self._own]
-            users += [BrokerUser(device_id, digest) for device_id, digest in devices]
-            users += [BrokerUser(u.name, u.password_hash) for u in service_users]
-            acl = render_acl(self.prefix, self.username, {u.name: u.tenant for u in service_users})
+            users = _unique(
+                [
+                    self._own,
+                    *(BrokerUser(device_id, digest) for device_id, digest in devices),
+                    *(BrokerUser(u.name, u.password_hash) for u in service_users),
+                ]
+            )
+            acl = render_acl(
+                self.prefix,
+                self.username,
+                {u.name: u.tenant for u in service_users},
+                self.lwm2m_mountpoint,
+            )
             reloaded = await asyncio.to_thread(self.files.write, users, acl)
             log.info(
                 "broker credentials written",
@@ -81,3 +93,18 @@ class BrokerSync:
                     )
                 except TransportError as exc:
                     log.warning("could not cut off %s: %s", client_id, exc)
+
+
+def _unique(users: list[BrokerUser]) -> list[BrokerUser]:
+    """Each username once, the first kept (Courier's, then devices', then service users'):
+    registration refuses a taken name, and a store that holds one twice anyway (written
+    before that check) must not stop every later change from reaching the broker."""
+    seen: dict[str, BrokerUser] = {}
+    for user in users:
+        if user.username in seen:
+            log.error(
+                "MQTT username listed twice; the second is left out", extra={"user": user.username}
+            )
+            continue
+        seen[user.username] = user
+    return list(seen.values())

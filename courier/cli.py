@@ -646,7 +646,8 @@ def simulate(
 
     With --attached, DEVICE is a gateway that announces those devices and relays their
     commands to them (simulated behind it). With --lwm2m EP, an LwM2M client (objects /3
-    and /5) registers as EP and answers in the EMQX LwM2M gateway's format.
+    and /5) registers as EP and answers in the EMQX LwM2M gateway's format (with --password,
+    it logs in as EP, as a managed broker requires).
     """
     from courier.gateway.simulator import (
         SimulatorConfig,
@@ -659,7 +660,7 @@ def simulate(
     if endpoint is not None:
         configure_logging("info", "text")
         with contextlib.suppress(KeyboardInterrupt), _runner() as runner:
-            runner.run(run_lwm2m(endpoint, broker, lwm2m_mountpoint))
+            runner.run(run_lwm2m(endpoint, broker, lwm2m_mountpoint, password))
         return
     if device_id is None:
         _fail("give --device (or --lwm2m EP)")

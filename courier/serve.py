@@ -98,6 +98,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.broker_password_file,
             settings.broker_acl_file,
             settings.broker_pid_file,
+            settings.lwm2m_mountpoint,
         )
         await service.sync_broker()  # before connecting: Courier's own user must exist
     app = create_app(

@@ -22,7 +22,7 @@ from courier.credentials import (
     parse_api_key,
     secret_matches,
 )
-from courier.errors import CourierError, Forbidden, InvalidInput, Unauthorized
+from courier.errors import AlreadyExists, CourierError, Forbidden, InvalidInput, Unauthorized
 from courier.files.service import Files
 from courier.ids import new_id
 from courier.references import resolve_args
@@ -136,6 +136,7 @@ class Service:
     async def register_device(self, tenant: str, body: DeviceIn) -> tuple[Device, str | None, str]:
         """Register a device; answers it, its MQTT password (kept only as a hash; none for an
         attached device, which has no MQTT connection) and its deferred-payload key."""
+        self.check_username_free(body.id)
         now = self.clock.now()
         password = None if body.gateway_id else new_device_password()
         payload_key = encode_key(new_device_key())
@@ -158,6 +159,12 @@ class Service:
         if password is not None:
             await self.sync_broker()
         return added, password, payload_key
+
+    def check_username_free(self, name: str) -> None:
+        """MQTT usernames are one namespace: a device id or service user may not be the one
+        Courier itself connects with (the store checks devices against service users)."""
+        if self.broker is not None and name == self.broker.username:
+            raise AlreadyExists(f"{name} is Courier's own MQTT username")
 
     async def delete_device(self, tenant: str, device_id: str, actor: str) -> None:
         """Delete a device (a gateway with its attached devices) and cut its session off."""

@@ -68,6 +68,8 @@ class Settings:
             raise ConfigError(f"public_url must be an http(s) URL, not {self.public_url!r}")
         if not self.lwm2m_mountpoint or any(c in self.lwm2m_mountpoint for c in "+#\0"):
             raise ConfigError(f"lwm2m_mountpoint must be a topic level: {self.lwm2m_mountpoint!r}")
+        if self.lwm2m_mountpoint == self.prefix.split("/")[0]:
+            raise ConfigError("lwm2m_mountpoint must differ from the first level of prefix")
         if bool(self.broker_password_file) != bool(self.broker_acl_file):
             raise ConfigError("broker_password_file and broker_acl_file go together")
         if self.broker_password_file and "@" not in self.broker:

@@ -51,13 +51,13 @@ def create_app(
     app.state.bridge = bridge
     app.state.rate_limiter = RateLimiter(rate_limit, rate_burst)
     problems.install(app)
-    for module in (
+    for module in (  # the busiest routes first: a request is matched route by route
+        commands,
+        executions,
         health,
         tenants,
         devices,
         groups,
-        commands,
-        executions,
         definitions,
         apikeys,
         files,

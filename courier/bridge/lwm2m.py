@@ -71,7 +71,10 @@ class Lwm2mProfile:
         return f"{self.mount}/{endpoint}/dn/courier"
 
     async def load(self) -> None:
+        """The LwM2M endpoints, and the leases of those registered (a restart keeps them)."""
         self.endpoints.update(await self.bridge.store.devices_speaking("lwm2m"))
+        for lease in await self.bridge.store.lwm2m_registrations():
+            self._leases[lease.id] = lease.until
 
     def owns(self, topic: str) -> bool:
         return topic.startswith(self.mount + "/")
@@ -144,10 +147,14 @@ class Lwm2mProfile:
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         lifetime = data.get("lt") if isinstance(data, dict) else None
         now = self.bridge.clock.now()
+        until = None
         if isinstance(lifetime, int) and not isinstance(lifetime, bool) and lifetime > 0:
-            self._leases[endpoint] = now + lifetime * LEASE_GRACE
-        result = await self.bridge.store.set_presence(endpoint, True, now)
-        if result is not None:
+            until = now + lifetime * LEASE_GRACE
+            self._leases[endpoint] = until
+        else:
+            self._leases.pop(endpoint, None)
+            lifetime = None
+        if await self.bridge.store.register_lwm2m(endpoint, lifetime, until, now):
             self.bridge.metrics.presence.labels("true").inc()
             self.bridge.wake([endpoint])
 
@@ -157,7 +164,7 @@ class Lwm2mProfile:
         expired = [e for e, until in self._leases.items() if until <= now]
         for endpoint in expired:
             del self._leases[endpoint]
-            await self.bridge.store.set_presence(endpoint, False, now)
+            await self.bridge.store.expire_lwm2m(endpoint, now)
             log.info("LwM2M registration expired", extra={"device": endpoint})
         return len(expired)
 

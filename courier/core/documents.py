@@ -94,3 +94,13 @@ class Observation(Document):
     device_id: str = ""
     path: str = ""
     stopped_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lwm2mRegistration(Document):
+    """An LwM2M endpoint's registration (its id and name are the device id): online until
+    `until`, unless an update extends it. Kept so that a restart still expires it."""
+
+    kind: ClassVar[str] = "lwm2m_registration"
+    lifetime: int = 0
+    until: float = 0.0

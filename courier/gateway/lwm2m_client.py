@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -58,6 +59,7 @@ class SimulatedLwm2mClient:
         lifetime: int = 300,
         ack_first: bool = False,
         transport: Transport | None = None,
+        password: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.mount = mountpoint
@@ -71,9 +73,12 @@ class SimulatedLwm2mClient:
         self._timeouts = 0
         self._resets = 0
         self._seq = 0
-        self.transport = transport or GmqttTransport(
-            ConnectOptions.from_url(broker, client_id=f"lwm2m-{endpoint}", clean_start=True)
-        )
+        # With a password it logs in as its endpoint (= its device id), as the broker's ACL
+        # expects of the gateway connection that carries this endpoint's topics.
+        options = ConnectOptions.from_url(broker, client_id=f"lwm2m-{endpoint}", clean_start=True)
+        if password is not None:
+            options = replace(options, username=endpoint, password=password)
+        self.transport = transport or GmqttTransport(options)
         self.transport.on_message = self._on_message
 
     def _topic(self, kind: str) -> str:

@@ -103,6 +103,8 @@ class SimulatedLink:
         self.fail_rate = fail_rate
         self.failing = set(failing)
         self.ran: dict[str, list[str]] = {d: [] for d in device_ids}
+        # What each device was given, deadline (expires_at) and timeout included.
+        self.contexts: dict[str, list[CommandContext]] = {d: [] for d in device_ids}
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not security
 
     def devices(self) -> Sequence[str]:
@@ -112,6 +114,7 @@ class SimulatedLink:
         if device_id not in self._devices:
             self._devices.append(device_id)
             self.ran.setdefault(device_id, [])
+            self.contexts.setdefault(device_id, [])
 
     def detach(self, device_id: str) -> None:
         if device_id in self._devices:
@@ -121,6 +124,7 @@ class SimulatedLink:
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         self.ran[device_id].append(ctx.command)
+        self.contexts[device_id].append(ctx)
         if device_id in self.failing or self._rng.random() < self.fail_rate:
             raise CommandFailed(f"{device_id} refused {ctx.command}", {"device": device_id})
         return {"device": device_id, "command": ctx.command, "via": "gateway"}

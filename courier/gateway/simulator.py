@@ -106,9 +106,11 @@ async def run_gateway(
         await gateway.stop()
 
 
-async def run_lwm2m(endpoint: str, broker: str, mountpoint: str) -> None:
+async def run_lwm2m(
+    endpoint: str, broker: str, mountpoint: str, password: str | None = None
+) -> None:
     """A simulated LwM2M client, until cancelled; it re-registers every half lifetime."""
-    client = SimulatedLwm2mClient(endpoint, broker=broker, mountpoint=mountpoint)
+    client = SimulatedLwm2mClient(endpoint, broker=broker, mountpoint=mountpoint, password=password)
     await client.start()
     log.info("simulating LwM2M client %s on %s/%s/...", endpoint, mountpoint, endpoint)
     try:

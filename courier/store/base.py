@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from courier.core.catalogue import Definition
 from courier.core.documents import (
     Document,
+    Lwm2mRegistration,
     Observation,
     ServiceUser,
     SoftwareUpdate,
@@ -104,7 +105,14 @@ class Store:
         return await self.backend.write(lambda tx: verbs.add_device(tx, device))
 
     async def get_device(self, tenant: str, device_id: str) -> Device:
-        device = await self.find_device(device_id)
+        """A tenant's device as the API shows it (an attached device is online only while
+        its gateway is); `find_device` answers the record as stored."""
+
+        def read(tx: ReadTx) -> Device | None:
+            device = tx.get_device(device_id)
+            return None if device is None else verbs.presented(tx, [device])[0]
+
+        device = await self.backend.read(read)
         if device is None or device.tenant != tenant:
             raise NotFound(f"no device {device_id}")
         return device
@@ -115,7 +123,11 @@ class Store:
     async def list_devices(
         self, tenant: str, flt: DeviceFilter, limit: int, offset: int
     ) -> Page[Device]:
-        return await self.backend.read(lambda tx: tx.list_devices(tenant, flt, limit, offset))
+        def read(tx: ReadTx) -> Page[Device]:
+            page = tx.list_devices(tenant, flt, limit, offset)
+            return Page(page.count, verbs.presented(tx, page.results), page.capped)
+
+        return await self.backend.read(read)
 
     async def update_device(
         self, tenant: str, device_id: str, fields: dict[str, Any], now: float
@@ -333,6 +345,23 @@ class Store:
     ) -> str | None:
         return await self.backend.write(
             lambda tx: documents.record_notification(tx, tenant, device_id, path, data, now)
+        )
+
+    async def register_lwm2m(
+        self, endpoint: str, lifetime: int | None, until: float | None, now: float
+    ) -> bool:
+        return await self.backend.write(
+            lambda tx: documents.register_lwm2m(tx, endpoint, lifetime, until, now)
+        )
+
+    async def expire_lwm2m(self, endpoint: str, now: float) -> None:
+        await self.backend.write(lambda tx: documents.expire_lwm2m(tx, endpoint, now))
+
+    async def lwm2m_registrations(self) -> list[Lwm2mRegistration]:
+        return await self.backend.read(
+            lambda tx: [
+                Lwm2mRegistration.from_row(r) for r in tx.docs_of_kind(Lwm2mRegistration.kind)
+            ]
         )
 
     async def add_service_user(self, user: ServiceUser) -> ServiceUser:

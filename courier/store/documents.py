@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from courier.core.documents import (
     Document,
+    Lwm2mRegistration,
     Observation,
     ServiceUser,
     SoftwareUpdate,
@@ -174,3 +175,28 @@ def add_service_user(tx: Tx, user: ServiceUser) -> ServiceUser:
 def check_unique_id(tx: ReadTx, cls: type[D], doc_id: str) -> None:
     if tx.get_doc(cls.kind, doc_id) is not None:
         raise InvalidInput(f"{doc_id} is taken")
+
+
+def register_lwm2m(
+    tx: Tx, endpoint: str, lifetime: int | None, until: float | None, now: float
+) -> bool:
+    """An endpoint registered (or updated): online, and its lease kept when it has one.
+    False for an unknown device."""
+    device = tx.get_device(endpoint)
+    if device is None:
+        return False
+    tx.update_device(replace(device, online=True, last_seen=now))
+    if until is None:
+        tx.delete_doc(Lwm2mRegistration.kind, endpoint)
+    else:
+        lease = Lwm2mRegistration(endpoint, device.tenant, endpoint, now, lifetime or 0, until)
+        put_document(tx, lease)
+    return True
+
+
+def expire_lwm2m(tx: Tx, endpoint: str, now: float) -> None:
+    """A registration that was not updated in time: the endpoint is offline."""
+    tx.delete_doc(Lwm2mRegistration.kind, endpoint)
+    device = tx.get_device(endpoint)
+    if device is not None:
+        tx.update_device(replace(device, online=False, last_seen=now))

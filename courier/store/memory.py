@@ -94,13 +94,19 @@ class MemoryTx:
     def get_devices(self, device_ids: Sequence[str]) -> dict[str, Device]:
         return {i: self.d.devices[i] for i in device_ids if i in self.d.devices}
 
+    def _reachable(self, device: Device) -> bool:
+        if not device.online or device.gateway_id is None:
+            return device.online
+        gateway = self.d.devices.get(device.gateway_id)
+        return gateway is not None and gateway.online
+
     def list_devices(self, tenant: str, flt: DeviceFilter, limit: int, offset: int) -> Page[Device]:
         found = sorted(
             (
                 d
                 for d in self.d.devices.values()
                 if d.tenant == tenant
-                and (flt.online is None or d.online == flt.online)
+                and (flt.online is None or self._reachable(d) == flt.online)
                 and (flt.kind is None or d.kind == flt.kind)
             ),
             key=lambda d: d.id,
@@ -406,7 +412,7 @@ class MemoryTx:
             and (candidates is None or d.id in candidates)
             and all(d.labels.get(k) == v for k, v in flt.labels)
             and (flt.kind is None or d.kind == flt.kind)
-            and (flt.online is None or d.online == flt.online)
+            and (flt.online is None or self._reachable(d) == flt.online)
         ]
         return found[:limit]
 

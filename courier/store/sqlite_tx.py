@@ -37,6 +37,11 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
+# Online, and behind an online gateway when attached to one (what the API calls online).
+_REACHABLE = (
+    "(online = 1 AND (gateway_id IS NULL OR EXISTS "
+    "(SELECT 1 FROM devices AS g WHERE g.id = devices.gateway_id AND g.online = 1)))"
+)
 _last_seq = [0]
 
 
@@ -135,8 +140,7 @@ class SqliteTx:
     def list_devices(self, tenant: str, flt: DeviceFilter, limit: int, offset: int) -> Page[Device]:
         where, params = ["tenant_id = ?"], [tenant]
         if flt.online is not None:
-            where.append("online = ?")
-            params.append(int(flt.online))  # type: ignore[arg-type]
+            where.append(_REACHABLE if flt.online else f"NOT {_REACHABLE}")
         if flt.kind is not None:
             where.append("kind = ?")
             params.append(flt.kind)
@@ -313,7 +317,12 @@ class SqliteTx:
         self.conn.execute(sql, (*diff.values(), after.id))
 
     def update_executions(self, pairs: Sequence[tuple[Execution, Execution]]) -> None:
-        """Many updates; those that change the same columns share one `executemany`."""
+        """Many updates; those that change the same columns share one `executemany`.
+        Several updates of one execution are applied one by one, in order."""
+        if len({after.id for _, after in pairs}) < len(pairs):
+            for before, after in pairs:
+                self.update_execution(before, after)
+            return
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for before, after in pairs:
             diff = rows.execution_diff(before, after)
@@ -471,8 +480,7 @@ class SqliteTx:
             where.append("kind = ?")
             params.append(flt.kind.value)
         if flt.online is not None:
-            where.append("online = ?")
-            params.append(int(flt.online))
+            where.append(_REACHABLE if flt.online else f"NOT {_REACHABLE}")
         sql = f"SELECT id FROM devices WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
         return [r[0] for r in self.conn.execute(sql, [*params, limit])]
 

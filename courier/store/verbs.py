@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from courier.core import lifecycle
+from courier.core.documents import ServiceUser
 from courier.core.policy import over_queue_bound, select_by_presence
 from courier.core.records import (
     ApiKey,
@@ -35,7 +36,7 @@ from courier.errors import (
 from courier.ids import new_id
 from courier.schemas.states import IN_FLIGHT, PENDING, TERMINAL, ExecutionState
 from courier.store import fleet
-from courier.store.tx import Tx
+from courier.store.tx import ReadTx, Tx
 
 IDEMPOTENCY_WINDOW = 24 * 3600.0
 Rand = Callable[[], float]
@@ -50,11 +51,8 @@ class Created:
 
 def apply(tx: Tx, changes: Sequence[Change]) -> None:
     """Persist decided changes and their events, and remember them for the listeners."""
-    for change in changes:
-        if change.before is None:
-            tx.insert_executions([change.after])
-        else:
-            tx.update_execution(change.before, change.after)
+    tx.insert_executions([c.after for c in changes if c.before is None])
+    tx.update_executions([(c.before, c.after) for c in changes if c.before is not None])
     tx.insert_events([c.event for c in changes])
     tx.changes.extend(changes)
 
@@ -72,6 +70,23 @@ def reachable(tx: Tx, device: Device, known: dict[str, Device] | None = None) ->
         return True
     gateway = fleet.devices_by_id(tx, [device.gateway_id], known).get(device.gateway_id)
     return gateway is not None and gateway.online
+
+
+def presented(tx: ReadTx, devices: list[Device]) -> list[Device]:
+    """Devices as the API shows them: an attached device is online only while its gateway
+    is too (the device's own flag is what its gateway last announced)."""
+    gateway_ids = list({d.gateway_id for d in devices if d.gateway_id and d.online})
+    if not gateway_ids:
+        return devices
+    gateways = tx.get_devices(gateway_ids)
+    return [
+        replace(d, online=False)
+        if d.gateway_id
+        and d.online
+        and not (d.gateway_id in gateways and gateways[d.gateway_id].online)
+        else d
+        for d in devices
+    ]
 
 
 # --- tenants, keys, devices -------------------------------------------------------------
@@ -96,6 +111,8 @@ def revoke_api_key(tx: Tx, tenant: str, key_id: str, now: float) -> ApiKey:
 def add_device(tx: Tx, device: Device) -> Device:
     if tx.get_device(device.id) is not None:
         raise AlreadyExists(f"device {device.id} is already registered")
+    if any(row["name"] == device.id for row in tx.docs_of_kind(ServiceUser.kind)):
+        raise AlreadyExists(f"{device.id} is a service user's name; MQTT usernames are shared")
     if device.gateway_id is not None:
         gateway = tx.get_device(device.gateway_id)
         if gateway is None or gateway.tenant != device.tenant:

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from courier.clock import FakeClock
+from courier.core import lifecycle
+from courier.core.records import Change
 from courier.errors import StoreError, UnknownDevices
 from courier.schemas.states import ExecutionState
-from courier.store import ExecutionFilter, open_store
+from courier.store import ExecutionFilter, open_store, verbs
 from courier.store.sqlite import SqliteBackend
+from courier.store.tx import Tx
 from tests.helpers import device, request
 
 
@@ -86,3 +89,35 @@ async def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{blocker}/c.db")
     with pytest.raises(StoreError, match="cannot open SQLite store"):
         await store.open()
+
+
+async def test_rows_written_behind_are_seen_by_the_same_transaction(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """New rows wait in memory until the transaction reads or ends: a read sees them, and
+    several updates of one execution land in order."""
+    store = open_store(f"sqlite:///{tmp_path}/c.db")
+    await store.open()
+    await store.add_device(device("d1"))
+
+    def job(tx: Tx) -> tuple[int, ExecutionState | None]:
+        created = verbs.create_request(tx, request(["d1"], clock), 100, clock.now(), 10)
+        sent = created.executions[0]
+        assert sent.state is ExecutionState.SENT
+        acked = lifecycle.reply(
+            sent, ExecutionState.ACKNOWLEDGED, clock.now(), 0.5, "device:d1", None, None, None, 1
+        )
+        assert isinstance(acked, Change)
+        done = lifecycle.reply(
+            acked.after, ExecutionState.SUCCEEDED, clock.now(), 0.5, "device:d1", None, None, None
+        )
+        assert isinstance(done, Change)
+        tx.update_executions([(sent, acked.after), (acked.after, done.after)])
+        seen = tx.get_executions([sent.id])[sent.id]
+        return len(tx.pending_counts(["d1"])), seen.state
+
+    pending, state = await store.backend.write(job)
+    assert (pending, state) == (0, ExecutionState.SUCCEEDED)
+    page = await store.list_executions("acme", ExecutionFilter(), 10, 0)
+    assert [e.state for e in page.results] == [ExecutionState.SUCCEEDED]
+    await store.close()

@@ -12,6 +12,7 @@ from courier.core.records import (
     ApiKey,
     Change,
     DeliveryPolicy,
+    DeviceKind,
     DeviceType,
     Ignored,
     RetryOn,
@@ -509,6 +510,29 @@ async def test_many_requests_in_one_call_each_succeed_or_fail_alone(
     assert (await store.list_executions("acme", ExecutionFilter(), 10, 0)).count == 2
 
 
+async def test_requests_of_one_call_see_each_others_executions(
+    store: Store, clock: FakeClock
+) -> None:
+    """A batch reads its devices once; the window and the queue bound still count the
+    executions that earlier requests of the same batch created."""
+    await setup_devices(store, "d1", "d2")
+    results = await store.create_requests(
+        [request(["d1"], clock) for _ in range(5)] + [request(["d2"], clock)],
+        4,
+        clock.now(),
+        2,
+    )
+    assert [type(r).__name__ for r in results] == ["Created"] * 4 + ["QueueFull", "Created"]
+    states = [r.executions[0].state for r in results if not isinstance(r, Exception)]
+    assert states == [S.SENT, S.SENT, S.QUEUED, S.QUEUED, S.SENT]
+    stored = await store.list_executions("acme", ExecutionFilter(device_ids=("d1",)), 10, 0)
+    assert sorted(e.state for e in stored.results) == [S.QUEUED, S.QUEUED, S.SENT, S.SENT]
+    for created in results[:4]:
+        assert not isinstance(created, Exception)
+        history = await store.history("acme", created.executions[0].id)
+        assert [e.to_state for e in history][-1] is created.executions[0].state
+
+
 async def test_replies_in_one_batch_are_applied_in_order_and_written_once(
     store: Store, clock: FakeClock
 ) -> None:
@@ -571,3 +595,25 @@ async def test_queued_routes(store: Store, clock: FakeClock) -> None:
     await setup_devices(store, "off", online=False)
     await store.create_request(request(["on", "off"], clock), 100, clock.now(), in_flight_cap=10)
     assert await store.queued_routes() == ["off"]
+
+
+async def test_an_attached_device_is_online_only_while_its_gateway_is(store: Store) -> None:
+    await store.add_device(device("gw", kind=DeviceKind.GATEWAY))
+    await store.set_attached_presence("gw", "a1", True, 2.0)
+    await store.add_device(device("plain"))
+    online = DeviceFilter(online=True)
+    assert [d.id for d in (await store.list_devices("acme", online, 10, 0)).results] == [
+        "a1",
+        "gw",
+        "plain",
+    ]
+    await store.set_presence("gw", False, 3.0)
+    assert [d.id for d in (await store.list_devices("acme", online, 10, 0)).results] == ["plain"]
+    offline = await store.list_devices("acme", DeviceFilter(online=False), 10, 0)
+    assert [(d.id, d.online) for d in offline.results] == [("a1", False), ("gw", False)]
+    assert not (await store.get_device("acme", "a1")).online
+    stored = await store.find_device("a1")
+    assert stored is not None
+    assert stored.online
+    await store.set_presence("gw", True, 4.0)
+    assert (await store.get_device("acme", "a1")).online

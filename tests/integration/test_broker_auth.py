@@ -222,6 +222,22 @@ def test_acl_confines_devices_by_pattern_and_each_service_user_to_its_tenant() -
     ]
 
 
+def test_acl_gives_lwm2m_endpoints_their_own_uplink_and_downlink() -> None:
+    acl = render_acl("P", "courier", {"svc-acme": "acme"}, lwm2m_mountpoint="lw")
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert "pattern read lw/%u/dn/#" in rules
+    assert "pattern write lw/%u/up/#" in rules
+    assert rules[rules.index("user courier") + 1 :][:2] == [
+        "topic readwrite P/#",
+        "topic readwrite lw/#",
+    ]
+    assert rules[-1] == "topic deny lw/svc-acme/#"
+    with pytest.raises(ConfigError):
+        render_acl("P", "courier", {}, lwm2m_mountpoint="P")
+    with pytest.raises(ConfigError):
+        render_acl("P", "courier", {}, lwm2m_mountpoint="lw/#")
+
+
 def test_acl_refuses_a_bad_tenant_prefix_or_courier_as_a_tenant_user() -> None:
     with pytest.raises(InvalidInput, match="Courier's own"):
         render_acl("P", "courier", {"courier": "acme"})

@@ -9,14 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from gmqtt.mqtt.handler import MQTTConnectError
 
 from courier.bridge import Bridge, BridgeConfig
+from courier.bridge.lwm2m import request_id
 from courier.broker_sync import BrokerSync
 from courier.clock import SystemClock
-from courier.credentials import new_device_password
+from courier.core.documents import ServiceUser
+from courier.credentials import mosquitto_hash, new_device_password
+from courier.errors import AlreadyExists
 from courier.gateway import Agent, CommandContext
+from courier.gateway.lwm2m_client import SimulatedLwm2mClient
 from courier.metrics import Metrics
 from courier.mosquitto import MosquittoProcess, free_port
 from courier.schemas.api import CommandRequestIn, DeviceIn
@@ -30,6 +35,7 @@ from tests.integration.test_broker_auth import Probe
 
 ROOT = Path(__file__).resolve().parents[2]
 S = ExecutionState
+HASH = mosquitto_hash("erp-secret")
 
 
 @dataclass
@@ -83,7 +89,13 @@ async def guarded(tmp_path: Path, prefix: str) -> AsyncIterator[Guarded]:
     clock = SystemClock()
     service = Service(store, ServiceConfig(files_dir=str(tmp_path / "files")), clock)
     service.broker = BrokerSync.from_paths(
-        store, prefix, url, str(broker.password_file), str(broker.acl_file), str(broker.pid_file)
+        store,
+        prefix,
+        url,
+        str(broker.password_file),
+        str(broker.acl_file),
+        str(broker.pid_file),
+        lwm2m_mountpoint=f"{prefix}-lwm2m",
     )
     broker.write_config()  # creates the (empty) files the first sync replaces
     await service.sync_broker()
@@ -91,9 +103,8 @@ async def guarded(tmp_path: Path, prefix: str) -> AsyncIterator[Guarded]:
     transport = GmqttTransport(
         ConnectOptions.from_url(url, client_id=f"courier-{prefix}", reconnect_delay=0.2)
     )
-    bridge = Bridge(
-        store, transport, BridgeConfig(prefix=prefix, sweep_interval=0.2), clock, Metrics()
-    )
+    config = BridgeConfig(prefix=prefix, sweep_interval=0.2, lwm2m_mountpoint=f"{prefix}-lwm2m")
+    bridge = Bridge(store, transport, config, clock, Metrics())
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     await eventually(lambda: bridge.ready, what="Courier connected with its own user")
@@ -145,7 +156,7 @@ async def test_devices_reach_only_their_own_topics(guarded: Guarded) -> None:
         assert finished.state is S.SUCCEEDED
         assert finished.output == {"by": "b"}
         history = await guarded.service.store.history("acme", slow_id)
-        assert not any("device:" + a in e.actor for e in history)
+        assert [e.to_state for e in history].count(S.SUCCEEDED) == 1
         assert not [t for t in spy.topics if f"/devices/{b}/" in t]
     finally:
         await spy.close()
@@ -168,3 +179,61 @@ async def test_a_rotated_password_ends_the_old_one(guarded: Guarded) -> None:
     await asyncio.wait_for(probe.disconnected.wait(), 5)
     assert not await guarded.can_log_in(a, old)
     assert await guarded.can_log_in(a, new)
+
+
+async def test_mqtt_usernames_are_one_namespace(guarded: Guarded) -> None:
+    """A device may not take a service user's or Courier's own name: the broker's password
+    file holds each once, and every later change must still reach it."""
+    store = guarded.service.store
+    erp = ServiceUser(id="su-1", tenant="acme", name="erp", created_at=1.0, password_hash=HASH)
+    await store.add_service_user(erp)
+    for taken in ("erp", "courier"):
+        with pytest.raises(AlreadyExists):
+            await guarded.service.register_device("acme", DeviceIn(id=taken))
+        assert await store.find_device(taken) is None
+    with pytest.raises(AlreadyExists):
+        guarded.service.check_username_free("courier")
+    later, password = await guarded.device("dev-later")
+    assert await guarded.can_log_in(later, password)
+
+
+async def test_an_lwm2m_endpoint_logs_in_as_itself_and_reaches_only_its_topics(
+    guarded: Guarded,
+) -> None:
+    mount = f"{guarded.prefix}-lwm2m"
+    _, password, _ = await guarded.service.register_device(
+        "acme", DeviceIn(id="meter-1", protocol="lwm2m")
+    )
+    assert password is not None
+    other, other_password = await guarded.device("dev-nosy")
+    meter = SimulatedLwm2mClient(
+        "meter-1", broker=guarded.broker.url, mountpoint=mount, password=password
+    )
+    await meter.start()
+    nosy = Probe(guarded.broker, other, other, other_password)
+    await nosy.connect()
+    try:
+
+        async def online() -> bool:
+            return (await guarded.service.store.get_device("acme", "meter-1")).online
+
+        await eventually(online, what="the endpoint registered through the ACL")
+        await nosy.subscribe(f"{mount}/meter-1/dn/#")  # granted, but nothing is delivered
+        args = {"type": "read", "endpoint": "/3/0/0"}
+        body = {"devices": ["meter-1"], "command": "lwm2m_request", "args": args}
+        created = await guarded.service.create_command(
+            "acme", CommandRequestIn.model_validate(body), "test"
+        )
+        execution_id = created.executions[0].id
+        # Another device's forged answer never reaches Courier.
+        forged = {"reqID": request_id(execution_id, 1), "msgType": "read"}
+        forged["data"] = {"code": "4.04", "reqPath": "/3/0/0"}
+        nosy.publish(f"{mount}/meter-1/up/resp", orjson.dumps(forged))
+        finished = await guarded.ended(execution_id)
+        assert finished.state is S.SUCCEEDED, finished.reason
+        assert finished.output["content"] == [{"path": "/3/0/0", "value": "Courier"}]
+        assert meter.requests
+        assert not nosy.topics
+    finally:
+        await nosy.close()
+        await meter.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
+from courier.broker_auth import disconnect_client
 from courier.gateway import GatewayAgent, SimulatedLink
 from courier.schemas.api import CommandRequestIn, DeviceIn
 from courier.schemas.states import ExecutionState
@@ -71,29 +73,72 @@ async def test_a_fan_out_through_a_gateway_ends_per_attached_device(courier: Cou
     await gateway.stop()
 
 
+async def online(courier: Courier, device_id: str) -> bool:
+    return (await courier.store.get_device("acme", device_id)).online
+
+
 async def test_queued_commands_flow_when_the_gateway_comes_back(courier: Courier) -> None:
     gateway, link, attached = await gateway_with(courier, ["x", "y"])
+    gateway_id = courier.device_id("gw")
     await gateway.start()
-    await eventually(lambda: courier.store.get_device("acme", attached[0]), what="seen")
+
+    async def all_online() -> bool:
+        return all([await online(courier, d) for d in [gateway_id, *attached]])
+
+    await eventually(all_online, what="gateway and attached devices online")
+    # The gateway goes away: its attached devices are unreachable with it, and their
+    # commands wait.
     await gateway.stop()
 
-    async def gateway_offline() -> bool:
-        return not (await courier.store.get_device("acme", courier.device_id("gw"))).online
+    async def away() -> bool:
+        return not any([await online(courier, d) for d in [gateway_id, *attached]])
 
-    await eventually(gateway_offline, what="gateway offline")
+    await eventually(away, what="gateway and attached devices offline")
     executions = await send(courier, attached)
     await asyncio.sleep(0.3)
     assert await states(courier, executions) == [S.QUEUED, S.QUEUED]
-    again = GatewayAgent(
-        courier.device_id("gw"), adapter=link, broker=courier.broker.url, prefix=courier.prefix
+    # While away, x was lost on the local link as far as Courier knows (its retained
+    # presence says offline); only the gateway's announcement on reconnecting brings it back.
+    gateway_link = courier.agent(f"{gateway_id}-announcer")  # any client may clear it in tests
+    await gateway_link.start()
+    gateway_link.transport.publish(
+        courier.bridge.topics.attached_presence(gateway_id, attached[0]),
+        b'{"online": false}',
+        qos=1,
+        retain=True,
     )
-    await again.start()  # reconnects and re-announces its attached devices
+
+    async def x_lost() -> bool:
+        stored = await courier.store.find_device(attached[0])
+        return stored is not None and not stored.online
+
+    await eventually(x_lost, what="x offline")
+    await gateway.start()  # the same agent reconnects and re-announces what is attached
 
     async def done() -> bool:
         return await states(courier, executions) == [S.SUCCEEDED, S.SUCCEEDED]
 
     await eventually(done, what="queued commands completed")
-    await again.stop()
+    assert await online(courier, attached[0])
+    # A dropped connection (here: another client taking over its id) is no different.
+    gateway.announce([attached[1]], online=False)
+    await eventually(lambda: _not(online(courier, attached[1])), what="y offline")
+    await disconnect_client(courier.broker.host, courier.broker.port, "", "", gateway_id, timeout=5)
+    await eventually(lambda: online(courier, attached[1]), timeout=15, what="y re-announced")
+    again = await send(courier, attached[1:])
+
+    async def finished() -> bool:
+        return await states(courier, again) == [S.SUCCEEDED]
+
+    await eventually(finished, what="a command after the reconnect")
+    contexts = link.contexts[attached[1]]
+    assert contexts[-1].timeout == 30
+    assert contexts[-1].expires_at.timestamp() > courier.bridge.clock.now() + 86000
+    await gateway.stop()
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
 
 
 async def test_an_attached_devices_command_expires_while_its_gateway_is_away(

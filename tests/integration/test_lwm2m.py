@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from courier.bridge.lwm2m import Lwm2mProfile
 from courier.core.records import Execution
 from courier.gateway.lwm2m_client import SimulatedLwm2mClient
 from courier.schemas.api import CommandRequestIn, DeviceIn
@@ -163,13 +164,19 @@ async def test_observe_keeps_notifications_until_observe_stop(
 async def test_one_request_at_a_time_per_endpoint(
     courier: Courier, meter: SimulatedLwm2mClient
 ) -> None:
-    outstanding: list[int] = []
+    outstanding: list[int] = []  # requests the client holds when each one arrives
+    holding = 0
     original = meter._perform
 
     async def slow(*args: Any) -> Any:
-        outstanding.append(len(meter.requests) - sum(1 for _ in outstanding))
-        await asyncio.sleep(0.05)
-        return await original(*args)
+        nonlocal holding
+        holding += 1
+        outstanding.append(holding)
+        try:
+            await asyncio.sleep(0.05)
+            return await original(*args)
+        finally:
+            holding -= 1
 
     meter._perform = slow  # type: ignore[method-assign,assignment]
     created = await courier.service.create_commands(
@@ -237,3 +244,35 @@ async def test_commands_lwm2m_cannot_carry_fail_with_a_reason(
     reboot = await run(courier, meter.endpoint, "PING")
     assert reboot.state is S.FAILED
     assert not meter.requests  # nothing was sent to the device
+
+
+async def test_a_registration_outlives_a_restart_and_expires_with_its_lifetime(
+    courier: Courier,
+) -> None:
+    endpoint = courier.device_id("sleepy")
+    await courier.service.register_device("acme", DeviceIn(id=endpoint, protocol="lwm2m"))
+    client = SimulatedLwm2mClient(
+        endpoint,
+        broker=courier.broker.url,
+        mountpoint=courier.bridge.config.lwm2m_mountpoint,
+        lifetime=1,
+    )
+    await client.start()
+    try:
+
+        async def online() -> bool:
+            return (await courier.store.get_device("acme", endpoint)).online
+
+        await eventually(online, what="registered")
+        # What a restarted Courier knows: the lease is in the store, not only in memory.
+        restarted = Lwm2mProfile(courier.bridge, courier.bridge.config.lwm2m_mountpoint)
+        await restarted.load()
+        assert endpoint in restarted.endpoints
+        assert 0 < restarted._leases[endpoint] - courier.bridge.clock.now() <= 1.2
+        await eventually(lambda: not courier.bridge.lwm2m._leases, what="lease expired")
+        assert not await online()
+        after = Lwm2mProfile(courier.bridge, courier.bridge.config.lwm2m_mountpoint)
+        await after.load()
+        assert endpoint not in after._leases
+    finally:
+        await client.stop()

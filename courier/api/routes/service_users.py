@@ -49,6 +49,7 @@ async def add_service_user(
     """An MQTT user for upstream services: it may publish `P/tenants/{tenant}/requests` and
     read `P/tenants/{tenant}/events` and `.../responses/#`, nothing else."""
     service = request.app.state.service
+    service.check_username_free(body.username)
     password = new_device_password()
     user = ServiceUser(
         id=new_id(),
