@@ -54,6 +54,11 @@ class PayloadReplayed(PayloadRejected):
     """This payload id was accepted before."""
 
 
+class ReplayCacheFull(PayloadRejected):
+    """Every remembered payload id is still valid: forgetting one would reopen it to
+    replay, so no new payload is accepted until one expires (or the capacity is raised)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeferredPayload:
     ts: int

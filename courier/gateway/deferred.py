@@ -4,7 +4,9 @@
     payload = verifier.open(text, secure=True)   # a PayloadRejected subclass when refused
 
 Payload ids that were accepted are kept in a bounded cache file (rewritten atomically), so a
-restarted device still refuses a replay.
+restarted device still refuses a replay. An id is kept until its payload expires; when the
+cache holds `capacity` ids that are all still valid, a new payload is refused
+(ReplayCacheFull) rather than an old one forgotten.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from courier.core.deferred import (
     PayloadRejected,
     PayloadReplayed,
     PayloadTampered,
+    ReplayCacheFull,
     decrypt_payload,
     parse_payload,
 )
@@ -42,6 +45,7 @@ __all__ = [
     "PayloadTampered",
     "PayloadVerifier",
     "ReplayCacheCorrupt",
+    "ReplayCacheFull",
 ]
 
 
@@ -78,7 +82,10 @@ class PayloadVerifier:
                 raise InvalidInput("secure payloads need the device key")
             raw = decrypt_payload(payload, self.key)
         else:
-            raw = payload.encode()
+            try:
+                raw = payload.encode()
+            except UnicodeEncodeError as exc:  # a lone surrogate: no JSON text holds one
+                raise PayloadMalformed("the payload is not valid UTF-8 text") from exc
         parsed = parse_payload(raw)
         with self._lock:
             now = self.clock()
@@ -105,9 +112,12 @@ class PayloadVerifier:
         if len(used) >= self.capacity:
             # An expired id cannot be replayed anyway: its window check fails first.
             used = {p: s for p, s in used.items() if s > now}
-        while len(used) >= self.capacity:
-            # Forgetting a still-valid id reopens it to replay; size capacity to avoid this.
-            del used[next(iter(used))]
+        if len(used) >= self.capacity:
+            soonest = min(used.values())
+            raise ReplayCacheFull(
+                f"{len(used)} payload ids are remembered and still valid (capacity "
+                f"{self.capacity}); the next one expires at {soonest}"
+            )
         used[pid] = stp
         return used
 
@@ -122,9 +132,10 @@ class PayloadVerifier:
             raise ReplayCacheCorrupt(f"{self.replay_cache} is not a list of [pid, stp]")
         used: dict[str, int] = dict(entries)
         if len(used) > self.capacity:
+            # Expired ids go; valid ones stay even past a lowered capacity (until they expire,
+            # new payloads are refused rather than old ones reopened to replay).
             now = self.clock()
             used = {p: s for p, s in used.items() if s > now}
-            used = dict(list(used.items())[-self.capacity :])
         return used
 
     def _save(self, used: dict[str, int]) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from courier.core.documents import StoredCommand
 from courier.core.records import RetryOn
@@ -29,6 +30,21 @@ class RetryOptionsIn(StrictIn):
     interval: float = Field(1.0, gt=0, le=3600, description="seconds before the first retry")
 
 
+class GatewayCommandType(StrEnum):
+    """EdgeIQ's gateway command types that need more than a payload."""
+
+    SOFTWARE_UPDATE = "software_update"
+    SETTING = "setting"
+    COMMAND = "command"  # a stored command, by `command_id`
+    LWM2M_REQUEST = "lwm2m_request"
+    LWM2M_FILE = "lwm2m_file"
+
+
+CatalogueCommand = Annotated[
+    str, Field(pattern=NAME_PATTERN, description="any command of the catalogue")
+]
+
+
 class GatewayScheduleIn(StrictIn):
     """When a software update may run: a WINDOW (start/end, an optional daily window)."""
 
@@ -37,13 +53,17 @@ class GatewayScheduleIn(StrictIn):
     end_datetime: Any = None
     window_start_time: Any = None
     window_end_time: Any = None
-    days: list[str] = Field(default_factory=list)
+    days: list[str] = Field(default_factory=list, description="day names, in any case")
     time_type: str = "console"
+
+    @field_validator("days")
+    @classmethod
+    def _lower_days(cls, days: list[str]) -> list[str]:
+        return [day.lower() for day in days]
 
 
 class GatewayCommandIn(StrictIn):
-    command_type: str = Field(
-        pattern=NAME_PATTERN,
+    command_type: GatewayCommandType | CatalogueCommand = Field(
         description="software_update, setting, command (a stored command), lwm2m_request, "
         "lwm2m_file, or any command of the catalogue (its arguments in `payload`)",
     )
@@ -61,9 +81,15 @@ class GatewayCommandIn(StrictIn):
     file_id: str | None = None
     filepath: str | None = None
 
+    @model_validator(mode="after")
+    def _schedule_for_software_updates(self) -> GatewayCommandIn:
+        if self.schedule is not None and self.command_type != GatewayCommandType.SOFTWARE_UPDATE:
+            raise ValueError("schedule: only a software_update gateway command has a schedule")
+        return self
+
     def native(self, targets: list[str], stored: StoredCommand | None) -> CommandRequestIn:
         """The equivalent native request (`stored`: the stored command `command_id` names)."""
-        command, args = self.command_type, dict(self.payload)
+        command, args = str(self.command_type), dict(self.payload)
         body: dict[str, Any] = {"devices": targets}
         if command in NEEDS:
             field = NEEDS[command]

@@ -364,6 +364,9 @@ class Store:
             ]
         )
 
+    async def record_upload(self, execution: Execution, stored: StoredFile, now: float) -> None:
+        await self.backend.write(lambda tx: documents.record_upload(tx, execution, stored, now))
+
     async def add_service_user(self, user: ServiceUser) -> ServiceUser:
         return await self.backend.write(lambda tx: documents.add_service_user(tx, user))
 

@@ -200,3 +200,21 @@ def expire_lwm2m(tx: Tx, endpoint: str, now: float) -> None:
     device = tx.get_device(endpoint)
     if device is not None:
         tx.update_device(replace(device, online=False, last_seen=now))
+
+
+def record_upload(tx: Tx, execution: Execution, stored: StoredFile, now: float) -> None:
+    """A device uploaded a file for its execution: the history names it."""
+    data = {"file_id": stored.id, "name": stored.name, "size": stored.size}
+    event = Event(
+        execution_id=execution.id,
+        tenant=execution.tenant,
+        at=now,
+        kind="file",
+        from_state=execution.state,
+        to_state=execution.state,
+        actor=f"device:{execution.route_id}",
+        attempt=execution.attempt,
+        reason=f"uploaded {stored.name} ({stored.size} bytes, sha256 {stored.sha256})",
+        data={**data, "sha256": stored.sha256},
+    )
+    tx.insert_events([event])

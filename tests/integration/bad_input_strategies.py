@@ -71,7 +71,7 @@ DICTS = st.dictionaries(st.text(max_size=5), JSON_SCALARS, max_size=3)
 NOT_A_NUMBER = st.text(max_size=10).map(lambda s: "x" + s)
 NOT_A_MEMBER = st.text(max_size=10).map(lambda s: "~" + s)
 
-WRONG: Mapping[str, st.SearchStrategy[Any]] = {
+_BASE_WRONG: Mapping[str, st.SearchStrategy[Any]] = {
     "str": NUMBERS | st.booleans() | LISTS | DICTS,
     "int": NOT_A_NUMBER | LISTS | DICTS | st.integers(-1000, 1000).map(lambda i: i + 0.5),
     "float": NOT_A_NUMBER | LISTS | DICTS,
@@ -231,6 +231,36 @@ def bad_csv_ids() -> st.SearchStrategy[str]:
         min_codepoint=0x80, categories=("L", "N", "P", "S")
     )
     return bad.map(lambda c: f"a{c}b") | _LONG_ID
+
+
+def bad_body_ids() -> st.SearchStrategy[str]:
+    """What a device, group or user id in a JSON body must not be: with / + # $ : NUL or
+    non-ASCII, too long, or empty."""
+    bad = st.sampled_from(list(FORBIDDEN_IN_IDS)) | _NON_ASCII
+    return _ids(st.characters(codec="utf-8"), bad) | st.just("")
+
+
+def _with_a_bad_one(bad: st.SearchStrategy[str]) -> st.SearchStrategy[list[str]]:
+    """A list of ids of which at least one is bad, anywhere in it."""
+    good = st.lists(st.sampled_from(["d1", "d2"]), max_size=2)
+    return st.tuples(good, bad, good).map(lambda t: [*t[0], t[1], *t[2]])
+
+
+# Authorization ids are free text but for control characters, 1 to 64 characters.
+_BAD_AUTHORIZATION_IDS = (
+    st.tuples(st.text(max_size=5), st.characters(max_codepoint=0x1F), st.text(max_size=5)).map(
+        "".join
+    )
+    | st.just("")
+    | _LONG_ID
+)
+
+WRONG: Mapping[str, st.SearchStrategy[Any]] = {
+    **_BASE_WRONG,
+    "id": _BASE_WRONG["str"] | bad_body_ids(),
+    "ids": _BASE_WRONG["list"] | _with_a_bad_one(bad_body_ids()),
+    "auth_ids": _BASE_WRONG["list"] | _with_a_bad_one(_BAD_AUTHORIZATION_IDS),
+}
 
 
 # --- bad query values ----------------------------------------------------------------------

@@ -214,19 +214,19 @@ class BodyRoute:
 
 T = "/v1/tenants/acme"
 DEVICE_FIELDS = {
-    "id": "str",
+    "id": "id",
     "kind": "enum",
-    "gateway_id": "str?",
+    "gateway_id": "id?",
     "protocol": "enum",
     "labels": "dict",
     "timezone": "str?",
     "delivery_policy": "enum",
-    "authorization_ids": "list",
+    "authorization_ids": "auth_ids",
 }
 COMMAND_FIELDS = {
     "command_type": "enum",
-    "devices": "list",
-    "groups": "list",
+    "devices": "ids",
+    "groups": "ids",
     "filter": "model?",
     "device_type": "enum",
     "command": "str",
@@ -259,7 +259,7 @@ GATEWAY_COMMAND_FIELDS = {
     "setting_id": "str?",
     "command_id": "str?",
     "software_update_id": "str?",
-    "attached_device_ids": "list",
+    "attached_device_ids": "ids",
     "retry_options": "model?",
     "type": "str?",
     "endpoint": "str?",
@@ -281,7 +281,7 @@ BODY_ROUTES = [
             "labels": "dict?",
             "timezone": "str?",
             "delivery_policy": "enum?",
-            "authorization_ids": "list?",
+            "authorization_ids": "auth_ids?",
         },
     ),
     BodyRoute(
@@ -289,7 +289,7 @@ BODY_ROUTES = [
         f"{T}/groups",
         "admin",
         {"name": "new"},
-        {"name": "str", "id": "str?", "devices": "list"},
+        {"name": "str", "id": "id?", "devices": "ids"},
     ),
     BodyRoute("PATCH", f"{T}/groups/g1", "admin", {"name": "renamed"}, {"name": "str"}),
     COMMAND_ROUTE,
@@ -351,7 +351,7 @@ BODY_ROUTES = [
         {"command": "PING"},
         {"command": "str", "args": "dict?", "valid_from": "datetime?", "valid_until": "datetime?"},
     ),
-    BodyRoute("POST", f"{T}/service_users", "admin", {"username": "svc"}, {"username": "str"}),
+    BodyRoute("POST", f"{T}/service_users", "admin", {"username": "svc"}, {"username": "id"}),
 ]
 
 

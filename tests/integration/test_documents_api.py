@@ -81,14 +81,29 @@ async def test_upload_links_land_files_for_their_execution(api: Api) -> None:
     assert created.status_code == 201, created.text
     execution_id = created.json()["executions"][0]["id"]
     links = await api.service.files.links(api.clock)
-    url, _ = links.upload("acme", execution_id, "/tmp/x.log", api.clock.now())
-    path = url.removeprefix(links.public_url)
+    queued_url, _ = links.upload("acme", execution_id, "/tmp/x.log", api.clock.now())
+    queued = await api.client.put(queued_url.removeprefix(links.public_url), content=b"early")
+    assert "QUEUED" in problem(queued, 403)["detail"]  # not sent: nobody was given the link
+    (envelope,) = (await api.call("GET", "/v1/tenants/acme/devices/box/inbox", "execute")).json()
+    path = envelope["args"]["upload_url"].removeprefix(links.public_url)
     answer = await api.client.put(path, content=b"log lines")
     assert answer.status_code == 201, answer.text
     assert answer.json()["sha256"] == hashlib.sha256(b"log lines").hexdigest()
-    meta = (await api.call("GET", f"/v1/tenants/acme/files/{answer.json()['file_id']}")).json()
+    file_id = answer.json()["file_id"]
+    meta = (await api.call("GET", f"/v1/tenants/acme/files/{file_id}")).json()
     assert meta["name"] == "x.log"
     assert meta["execution_id"] == execution_id
+    history = (await api.call("GET", f"/v1/tenants/acme/executions/{execution_id}/history")).json()
+    assert [e["data"]["file_id"] for e in history if e["kind"] == "file"] == [file_id]
+    done = await api.call(
+        "PUT",
+        f"/v1/tenants/acme/executions/{execution_id}/state",
+        "execute",
+        json={"state": "SUCCEEDED", "output": answer.json()},
+    )
+    assert done.status_code == 200, done.text
+    ended = await api.client.put(path, content=b"again")
+    assert "SUCCEEDED" in problem(ended, 403)["detail"]
     api.clock.advance(links.ttl + 1)
     problem(await api.client.put(path, content=b"late"), 403)
 
@@ -201,6 +216,48 @@ async def test_gateway_commands_fan_out_to_attached_devices_only(api: Api) -> No
         "POST", "/v1/tenants/other/devices/gw/gateway_commands", "other", json=body
     )
     problem(response, 404)
+
+
+async def test_a_software_update_runs_in_its_schedule_and_only_it_has_one(api: Api) -> None:
+    stored = (await upload(api, b"firmware")).json()
+    update = await api.call(
+        "POST",
+        "/v1/tenants/acme/software_updates",
+        json={"name": "fw", "version": "2.0", "file_id": stored["id"]},
+    )
+    await api.device("gw")
+    schedule = {
+        "type": "RECURRING",
+        "window_start_time": "02:00",
+        "window_end_time": "04:00",
+        "days": ["SATURDAY", "Sunday"],
+    }
+    body = {
+        "command_type": "software_update",
+        "software_update_id": update.json()["id"],
+        "schedule": schedule,
+    }
+    path = "/v1/tenants/acme/devices/gw/gateway_commands"
+    response = await api.call("POST", path, "execute", json=body)
+    assert response.status_code == 200, response.text
+    assert [e["state"] for e in response.json()["executions"]] == ["SCHEDULED"]
+    request = (await api.call("GET", f"/v1/tenants/acme/commands/{response.json()['_id']}")).json()
+    assert request["schedule"] == "RECURRING"
+    assert request["schedule_args"]["days"] == ["saturday", "sunday"]
+    for other in ({"command_type": "PING"}, {"command_type": "setting", "setting_id": "s"}):
+        refused = await api.call("POST", path, "execute", json={**other, "schedule": schedule})
+        assert "only a software_update" in problem(refused, 422)["detail"]
+    openapi = (await api.call("GET", "/openapi.json", "")).json()
+    schemas = openapi["components"]["schemas"]
+    options = schemas["GatewayCommandIn"]["properties"]["command_type"]["anyOf"]
+    assert {"$ref": "#/components/schemas/GatewayCommandType"} in options
+    assert schemas["GatewayCommandType"]["enum"] == [
+        "software_update",
+        "setting",
+        "command",
+        "lwm2m_request",
+        "lwm2m_file",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -23,11 +23,11 @@ from courier.gateway.deferred import (
     PayloadExpired,
     PayloadMalformed,
     PayloadNotYetValid,
-    PayloadRejected,
     PayloadReplayed,
     PayloadTampered,
     PayloadVerifier,
     ReplayCacheCorrupt,
+    ReplayCacheFull,
 )
 
 NOW = 1_700_000_000
@@ -254,16 +254,7 @@ def test_plain_path_works_without_a_key(cache: Path, clock: FakeClock) -> None:
         plain.open(text, secure=True)
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [PayloadMalformed, PayloadTampered, PayloadNotYetValid, PayloadExpired, PayloadReplayed],
-)
-def test_every_refusal_is_a_distinct_payload_rejected(kind: type[Exception]) -> None:
-    assert issubclass(kind, PayloadRejected)
-    assert kind is not PayloadRejected
-
-
-def test_capacity_evicts_expired_ids_first_then_the_oldest(
+def test_capacity_forgets_expired_ids_and_never_a_valid_one(
     key: bytes, cache: Path, clock: FakeClock
 ) -> None:
     verifier = PayloadVerifier(key, cache, capacity=3, clock=clock)
@@ -281,19 +272,35 @@ def test_capacity_evicts_expired_ids_first_then_the_oldest(
     assert all(pid in verifier for pid in (first_pid, second_pid, third_pid))
 
     [fourth] = build(key=key)
-    verifier.open(fourth, secure=True)
-    assert len(verifier) == 3
-    assert first_pid not in verifier  # nothing expired, so the oldest went
+    with pytest.raises(ReplayCacheFull, match="still valid"):
+        verifier.open(fourth, secure=True)
+    assert all(pid in verifier for pid in (first_pid, second_pid, third_pid))
+    with pytest.raises(PayloadReplayed):
+        verifier.open(first, secure=True)
     assert len(PayloadVerifier(key, cache, capacity=3, clock=clock)) == 3
+    clock.now = NOW + 4000  # all three expired: room again
+    [fifth] = build(key=key, sta=NOW + 3000, stp=NOW + 5000)
+    assert verifier.open(fifth, secure=True).pid in verifier
+    assert len(verifier) == 1
 
 
-def test_a_smaller_capacity_on_restart_keeps_the_newest(
+def test_a_smaller_capacity_on_restart_keeps_every_valid_id(
     key: bytes, cache: Path, clock: FakeClock
 ) -> None:
     verifier = PayloadVerifier(key, cache, clock=clock)
-    pids = [verifier.open(text, secure=True).pid for text in build(["a", "b", "c"], key=key)]
+    texts = build(["a", "b", "c"], key=key)
+    pids = [verifier.open(text, secure=True).pid for text in texts]
     restarted = PayloadVerifier(key, cache, capacity=2, clock=clock)
-    assert [pid in restarted for pid in pids] == [False, True, True]
+    assert all(pid in restarted for pid in pids)
+    with pytest.raises(PayloadReplayed):
+        restarted.open(texts[0], secure=True)
+    with pytest.raises(ReplayCacheFull):
+        restarted.open(build(key=key)[0], secure=True)
+
+
+def test_a_plain_payload_with_a_lone_surrogate_is_malformed(cache: Path) -> None:
+    with pytest.raises(PayloadMalformed):
+        PayloadVerifier(None, cache).open('{"pid": "\ud800"}', secure=False)
 
 
 def test_corrupt_cache_refuses_to_start(key: bytes, cache: Path) -> None:

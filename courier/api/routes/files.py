@@ -18,6 +18,7 @@ from courier.files.links import BadLink
 from courier.files.service import Files
 from courier.schemas.api import PageOut
 from courier.schemas.documents import FileOut, UploadedOut
+from courier.schemas.states import IN_FLIGHT
 
 router = APIRouter(route_class=JsonRoute, tags=["files"])
 TENANT = "/v1/tenants/{tenant}/files"
@@ -127,16 +128,19 @@ async def download_by_link(token: str, request: Request) -> FileResponse:
     "/v1/uploads/{token}", status_code=201, response_model=UploadedOut, tags=["device links"]
 )
 async def upload_by_link(token: str, request: Request) -> UploadedOut:
-    """A device uploads the file a `filedownload` command asked for (raw body, no API key).
-    The file is kept with the execution's id; the device reports the answer as its output."""
+    """A device uploads the file a `filedownload` command asked for (raw body, no API key),
+    while its execution runs. The file is kept with the execution's id and named in its
+    history (a `file` event); the device reports the answer as its output."""
     service = request.app.state.service
     files = _files(request)
     link = (await files.links(service.clock)).read(token, "put", service.clock.now())
     tenant, execution_id = link["t"], link["e"]
     try:
-        await service.store.get_execution(tenant, execution_id)
+        execution = await service.store.get_execution(tenant, execution_id)
     except NotFound:
         raise BadLink("the execution of this link no longer exists") from None
+    if execution.state not in IN_FLIGHT:
+        raise BadLink(f"the execution of this link is {execution.state}: it takes no upload")
     name = str(link.get("n", "")).rstrip("/").rsplit("/", 1)[-1] or execution_id
     if "\0" in name:
         raise InvalidInput("the file path names no file")
@@ -148,4 +152,5 @@ async def upload_by_link(token: str, request: Request) -> UploadedOut:
         service.clock.now(),
         execution_id=execution_id,
     )
+    await service.store.record_upload(execution, stored, service.clock.now())
     return UploadedOut(file_id=stored.id, size=stored.size, sha256=stored.sha256)
