@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,12 @@ async def _with_service(store_url: str, action: Callable[[Any], Any]) -> Any:
     help="comma-separated: read, execute, admin",
 )
 @option("--name", default="", help="a label for the key")
-@option("--expires-in", type=int, default=None, help="seconds until the key expires")
+@option(
+    "--expires-in",
+    type=click.IntRange(min=60),
+    default=None,
+    help="seconds until the key expires (at least 60)",
+)
 @option("--json", "as_json", is_flag=True, help="print a JSON object with `key`")
 @STORE_OPTION
 def apikey_create(
@@ -178,8 +184,13 @@ def apikey_list(tenant: str, store: str) -> None:
     async def action(service: Any) -> Any:
         return await service.store.list_api_keys(tenant)
 
+    now = time.time()
     for key in asyncio.run(_with_service(store, action)):
-        state = "revoked" if key.revoked_at else "active"
+        state = "active"
+        if key.revoked_at is not None:
+            state = "revoked"
+        elif key.expires_at is not None and key.expires_at <= now:
+            state = "expired"
         click.echo(f"{key.id}  {','.join(sorted(key.scopes)):<20} {state:<8} {key.name}")
 
 

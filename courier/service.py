@@ -86,6 +86,8 @@ class Service:
         self, tenant: str, scopes: list[str], name: str = "", expires_in: int | None = None
     ) -> tuple[ApiKey, str]:
         """A new key for `tenant` (creating the tenant); the full key is returned only here."""
+        if expires_in is not None and expires_in < 60:
+            raise InvalidInput(f"expires_in must be at least 60 seconds, not {expires_in}")
         now = self.clock.now()
         key_id, token, secret_hash = new_api_key()
         key = ApiKey(

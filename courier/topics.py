@@ -12,6 +12,7 @@ from courier.ids import is_device_id
 class TopicKind(StrEnum):
     COMMAND = "command"
     REPLY = "reply"
+    NOTIFY = "notify"
     PRESENCE = "presence"
     ATTACHED_PRESENCE = "attached_presence"
     REQUESTS = "requests"
@@ -53,6 +54,10 @@ class Topics:
     def reply(self, device: str, execution: str) -> str:
         return f"{self.prefix}/devices/{device}/replies/{execution}"
 
+    def notification(self, device: str, execution: str) -> str:
+        """Where a native device reports a change it observes (an LwM2M observe)."""
+        return f"{self.prefix}/devices/{device}/notify/{execution}"
+
     def presence(self, device: str) -> str:
         return f"{self.prefix}/devices/{device}/presence"
 
@@ -68,6 +73,10 @@ class Topics:
     @property
     def all_replies(self) -> str:
         return f"{self.prefix}/devices/+/replies/+"
+
+    @property
+    def all_notifications(self) -> str:
+        return f"{self.prefix}/devices/+/notify/+"
 
     @property
     def all_presence(self) -> str:
@@ -96,6 +105,8 @@ class Topics:
                     return ParsedTopic(TopicKind.REPLY, device=device, execution=levels[3])
                 if levels[2] == "commands":
                     return ParsedTopic(TopicKind.COMMAND, device=device, execution=levels[3])
+                if levels[2] == "notify":
+                    return ParsedTopic(TopicKind.NOTIFY, device=device, execution=levels[3])
             if (
                 len(levels) == 5
                 and levels[2] == "attached"

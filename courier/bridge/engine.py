@@ -112,6 +112,7 @@ class Bridge:
                 delay = min(delay * 2, 5.0)
         topics = [
             self.topics.all_replies,
+            self.topics.all_notifications,
             self.topics.all_presence,
             self.topics.all_attached_presence,
         ]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from courier.core.records import Change, Ignored
 from courier.errors import InvalidInput
-from courier.schemas.mqtt import decode_presence, decode_reply
+from courier.schemas.mqtt import decode_presence, decode_reply, parse_json_object
 from courier.schemas.states import ExecutionState
 from courier.store.verbs import IncomingReply
 from courier.topics import ParsedTopic, TopicKind
@@ -56,6 +56,8 @@ class InboundHandler:
             return asyncio.ensure_future(ingress)
         if parsed.kind is TopicKind.ATTACHED_PRESENCE:
             return asyncio.ensure_future(self._attached_presence(message, parsed))
+        if parsed.kind is TopicKind.NOTIFY:
+            return asyncio.ensure_future(self._notification(message, parsed))
         self._reject(message, parsed.kind.value, "unexpected", "not a topic Courier consumes")
         return None
 
@@ -141,6 +143,24 @@ class InboundHandler:
         log.warning(
             "rejected MQTT message: %s", detail, extra={"topic": message.topic, "reason": reason}
         )
+
+    async def _notification(self, message: Message, parsed: ParsedTopic) -> None:
+        """A native device reports a change of what an observe execution watches."""
+        assert parsed.device is not None
+        assert parsed.execution is not None
+        try:
+            data = parse_json_object(message.payload, self.bridge.config.max_payload)
+        except InvalidInput as exc:
+            self._reject(message, "notify", str(exc.extra.get("why", "invalid")), exc.message)
+            return
+        if not isinstance(data, dict):
+            self._reject(message, "notify", "invalid", "a notification is a JSON object")
+            return
+        why = await self.bridge.store.record_observed(
+            parsed.device, parsed.execution, data, self.bridge.clock.now()
+        )
+        if why is not None:
+            self._reject(message, "notify", why.replace(" ", "_"), why)
 
     async def _attached_presence(self, message: Message, parsed: ParsedTopic) -> None:
         """A gateway announces one of its attached devices (registering it if new)."""

@@ -199,15 +199,9 @@ class Lwm2mProfile:
             execution.attempt,
             answer.retry_as_timeout,
         )
+        # An observe that succeeds starts its observation in the same transaction.
         await self.bridge.store.record_replies([reply], now)
         self.bridge.metrics.replies.labels("applied").inc()
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        path = str(data.get("reqPath", "")) if isinstance(data, dict) else ""
-        if answer.state is S.SUCCEEDED and path:
-            if body.get("msgType") == "observe":
-                await self.bridge.store.start_observation(execution, path, now)
-            elif body.get("msgType") == "cancel-observe":
-                await self.bridge.store.stop_observations(tenant, endpoint, path, now)
 
     async def _notification(
         self, tenant: str, endpoint: str, body: dict[str, Any], message: Message

@@ -303,6 +303,16 @@ class Agent:
         elif not record.finished:
             self._finish(record, "FAILED", reason="cancelled")
 
+    def notify(self, execution_id: str, data: dict[str, Any]) -> None:
+        """Report a change of what an observe command watches (its handler has returned;
+        Courier keeps each as an event of that execution until an observe_stop)."""
+        try:
+            self.transport.publish(
+                self.topics.notification(self.device_id, execution_id), orjson.dumps(data), qos=1
+            )
+        except CourierError as exc:
+            log.info("notification not sent (%s)", exc)
+
     # --- replies -----------------------------------------------------------------------
 
     def _finish(

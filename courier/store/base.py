@@ -364,6 +364,13 @@ class Store:
             ]
         )
 
+    async def record_observed(
+        self, route_id: str, execution_id: str, data: dict[str, Any], now: float
+    ) -> str | None:
+        return await self.backend.write(
+            lambda tx: documents.record_observed(tx, route_id, execution_id, data, now)
+        )
+
     async def record_upload(self, execution: Execution, stored: StoredFile, now: float) -> None:
         await self.backend.write(lambda tx: documents.record_upload(tx, execution, stored, now))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -14,8 +15,9 @@ from courier.core.documents import (
     SoftwareUpdate,
     StoredFile,
 )
-from courier.core.records import Event, Execution, Page
+from courier.core.records import Change, Event, Execution, Page
 from courier.errors import AlreadyExists, InvalidInput, NotFound
+from courier.schemas.states import ExecutionState
 from courier.store.tx import ReadTx, Tx
 
 D = TypeVar("D", bound=Document)
@@ -218,3 +220,51 @@ def record_upload(tx: Tx, execution: Execution, stored: StoredFile, now: float) 
         data={**data, "sha256": stored.sha256},
     )
     tx.insert_events([event])
+
+
+def record_observed(
+    tx: Tx, route_id: str, execution_id: str, data: dict[str, Any], now: float
+) -> str | None:
+    """A native device's notification for its observe execution: an event of it while the
+    observation runs. Answers why it was refused, or None."""
+    execution = tx.get_execution(execution_id)
+    if execution is None:
+        return "unknown execution"
+    if execution.route_id != route_id:
+        return "foreign execution"
+    observation = observation_of(tx, execution_id)
+    if observation is None or observation.stopped_at is not None:
+        return "not observed"
+    event = Event(
+        execution_id=execution.id,
+        tenant=execution.tenant,
+        at=now,
+        kind="notification",
+        from_state=execution.state,
+        to_state=execution.state,
+        actor=f"device:{route_id}",
+        attempt=execution.attempt,
+        reason=f"notification of {observation.path}",
+        data=data,
+    )
+    tx.insert_events([event])
+    return None
+
+
+def follow_observations(tx: Tx, changes: Sequence[Change], now: float) -> None:
+    """An lwm2m_request observe that succeeded starts an observation of its path; an
+    observe_stop that succeeded ends those of the device's path (whatever the protocol)."""
+    for change in changes:
+        after = change.after
+        if after.command != "lwm2m_request" or after.state is not ExecutionState.SUCCEEDED:
+            continue
+        if not change.state_changed:
+            continue
+        args, _ = tx.request_args(after.request_id)
+        path = args.get("endpoint")
+        if not isinstance(path, str):
+            continue
+        if args.get("type") == "observe":
+            start_observation(tx, after, path, now)
+        elif args.get("type") == "observe_stop":
+            stop_observations(tx, after.tenant, after.device_id, path, now)

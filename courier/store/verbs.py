@@ -35,7 +35,7 @@ from courier.errors import (
 )
 from courier.ids import new_id
 from courier.schemas.states import IN_FLIGHT, PENDING, TERMINAL, ExecutionState
-from courier.store import fleet
+from courier.store import documents, fleet
 from courier.store.tx import ReadTx, Tx
 
 IDEMPOTENCY_WINDOW = 24 * 3600.0
@@ -435,6 +435,7 @@ def update_state(
     if change is None:
         return execution
     apply(tx, [change])
+    documents.follow_observations(tx, [change], now)
     fleet.check_rollouts(tx, [change], now)
     return change.after
 
@@ -618,7 +619,9 @@ def record_replies(
         updates.append((before, after))
     tx.update_executions(updates)
     tx.insert_events(events)
-    fleet.check_rollouts(tx, [o for o in outcomes if isinstance(o, Change)], now)
+    changed = [o for o in outcomes if isinstance(o, Change)]
+    documents.follow_observations(tx, changed, now)
+    fleet.check_rollouts(tx, changed, now)
     return outcomes
 
 

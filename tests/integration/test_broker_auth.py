@@ -210,6 +210,7 @@ def test_acl_confines_devices_by_pattern_and_each_service_user_to_its_tenant() -
     assert rules == [
         "pattern read P/devices/%u/commands/#",
         "pattern write P/devices/%u/replies/#",
+        "pattern write P/devices/%u/notify/#",
         "pattern write P/devices/%u/presence",
         "pattern write P/devices/%u/attached/#",
         "user courier",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import pytest
 
 from courier.bridge.lwm2m import Lwm2mProfile
 from courier.core.records import Execution
+from courier.gateway import CommandContext
 from courier.gateway.lwm2m_client import SimulatedLwm2mClient
 from courier.schemas.api import CommandRequestIn, DeviceIn
 from courier.schemas.states import TERMINAL, ExecutionState
@@ -276,3 +277,53 @@ async def test_a_registration_outlives_a_restart_and_expires_with_its_lifetime(
         assert endpoint not in after._leases
     finally:
         await client.stop()
+
+
+async def test_a_native_device_observes_and_notifies_until_observe_stop(courier: Courier) -> None:
+    """The same operations in the native envelope: the device answers the observe, then
+    reports each change on P/devices/{id}/notify/{execution}."""
+    device_id = courier.device_id("native-meter")
+    await courier.service.register_device("acme", DeviceIn(id=device_id))
+    agent = courier.agent(device_id)
+    battery = {"/3/0/9": 100}
+
+    @agent.handler("lwm2m_request")
+    async def lwm2m(ctx: CommandContext) -> dict[str, Any]:
+        if ctx.args["type"] == "observe":
+            return {"path": ctx.args["endpoint"], "value": battery[ctx.args["endpoint"]]}
+        return {}
+
+    await agent.start()
+
+    async def online() -> bool:
+        return (await courier.store.get_device("acme", device_id)).online
+
+    await eventually(online, what="native device online")
+    observe = await request(courier, device_id, type="observe", endpoint="/3/0/9")
+    assert observe.state is S.SUCCEEDED, observe.reason
+    assert observe.output == {"path": "/3/0/9", "value": 100}
+    for value in (80, 60):
+        agent.notify(observe.id, {"path": "/3/0/9", "value": value})
+
+    async def notifications() -> list[Any]:
+        events = await courier.store.history("acme", observe.id)
+        return [(e.data or {}).get("value") for e in events if e.kind == "notification"]
+
+    await eventually(lambda: _equal(notifications(), [80, 60]), what="two notifications")
+    stop = await request(courier, device_id, type="observe_stop", endpoint="/3/0/9")
+    assert stop.state is S.SUCCEEDED
+    agent.notify(observe.id, {"path": "/3/0/9", "value": 40})
+    agent.notify("not-an-execution", {"value": 1})
+
+    async def refused() -> bool:
+        metric = courier.metrics.rejected
+        late: float = metric.labels("notify", "not_observed")._value.get()
+        unknown: float = metric.labels("notify", "unknown_execution")._value.get()
+        return late >= 1 and unknown >= 1
+
+    await eventually(refused, what="notifications after observe_stop refused")
+    assert await notifications() == [80, 60]
+
+
+async def _equal(values: Awaitable[list[Any]], expected: list[Any]) -> bool:
+    return await values == expected
