@@ -35,6 +35,8 @@ async def resolve_args(
             "file_name": package.name,
             "size": package.size,
             "sha256": package.sha256,
+            # What the package installs on: the device refuses one that is not for it.
+            **({"target": update.target} if update.target else {}),
         }
     if command == "lwm2m_file" and args.get("type") == "fileupload":
         try:

@@ -62,6 +62,9 @@ class Lwm2mProfile:
         self.endpoints: set[str] = set()
         self._leases: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # An endpoint's uplinks are handled one at a time, in arrival order: its `ack` must
+        # be recorded before the response that follows it.
+        self._in_order: dict[str, asyncio.Lock] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -121,6 +124,11 @@ class Lwm2mProfile:
             self._reject(message, "bad_topic", "not an LwM2M uplink topic")
             return
         endpoint, kind = levels[0], levels[2]
+        lock = self._in_order.setdefault(endpoint, asyncio.Lock())
+        async with lock:
+            await self._uplink(endpoint, kind, message)
+
+    async def _uplink(self, endpoint: str, kind: str, message: Message) -> None:
         try:
             body = parse_json_object(message.payload, self.bridge.config.max_payload)
         except InvalidInput as exc:

@@ -156,6 +156,7 @@ async def test_a_software_update_and_a_setting_reach_the_device(client: Client) 
     assert installed["output"] == {"installed": "2.1.0", "sha256": stored["sha256"]}
     assert seen[0]["size"] == len(package)
     assert seen[0]["name"] == "firmware"
+    assert seen[0]["target"] == "box"  # what the package is for: the device checks it
 
     # The package cannot go while an update uses it.
     assert (await client.http.delete(f"/files/{stored['id']}")).status_code == 409

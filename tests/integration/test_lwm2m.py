@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from courier.bridge.lwm2m import Lwm2mProfile
+from courier.bridge.lwm2m import LEASE_GRACE, Lwm2mProfile
 from courier.core.records import Execution
 from courier.gateway import CommandContext
 from courier.gateway.lwm2m_client import SimulatedLwm2mClient
@@ -256,7 +256,7 @@ async def test_a_registration_outlives_a_restart_and_expires_with_its_lifetime(
         endpoint,
         broker=courier.broker.url,
         mountpoint=courier.bridge.config.lwm2m_mountpoint,
-        lifetime=1,
+        lifetime=3,
     )
     await client.start()
     try:
@@ -269,9 +269,12 @@ async def test_a_registration_outlives_a_restart_and_expires_with_its_lifetime(
         restarted = Lwm2mProfile(courier.bridge, courier.bridge.config.lwm2m_mountpoint)
         await restarted.load()
         assert endpoint in restarted.endpoints
-        assert 0 < restarted._leases[endpoint] - courier.bridge.clock.now() <= 1.2
-        await eventually(lambda: not courier.bridge.lwm2m._leases, what="lease expired")
-        assert not await online()
+        assert 0 < restarted._leases[endpoint] - courier.bridge.clock.now() <= 3 * LEASE_GRACE
+
+        async def offline() -> bool:
+            return not await online()
+
+        await eventually(offline, what="the lease lapsed")
         after = Lwm2mProfile(courier.bridge, courier.bridge.config.lwm2m_mountpoint)
         await after.load()
         assert endpoint not in after._leases
@@ -327,3 +330,74 @@ async def test_a_native_device_observes_and_notifies_until_observe_stop(courier:
 
 async def _equal(values: Awaitable[list[Any]], expected: list[Any]) -> bool:
     return await values == expected
+
+
+async def test_create_write_attr_delete_with_an_ack_first(courier: Courier) -> None:
+    endpoint = courier.device_id("acking")
+    await courier.service.register_device("acme", DeviceIn(id=endpoint, protocol="lwm2m"))
+    client = SimulatedLwm2mClient(
+        endpoint,
+        broker=courier.broker.url,
+        mountpoint=courier.bridge.config.lwm2m_mountpoint,
+        ack_first=True,
+    )
+    await client.start()
+    try:
+        await eventually(
+            lambda: _online(courier, endpoint), what="the acknowledging client registered"
+        )
+        temperature = [{"path": "/5700", "type": "Float", "value": 21.5}]
+        created = await request(
+            courier, endpoint, type="create", endpoint="/3303", data=temperature
+        )
+        assert created.state is S.SUCCEEDED, created.reason
+        assert created.output["code"] == "2.01"
+        history = await courier.store.history("acme", created.id)
+        assert [e.to_state for e in history].index(S.ACKNOWLEDGED) < len(history) - 1
+        attrs = await request(
+            courier, endpoint, type="write-attr", endpoint="/3/0/9", data={"pmin": 5, "pmax": 60}
+        )
+        assert attrs.state is S.SUCCEEDED, attrs.reason
+        assert client.requests[-1]["msgType"] == "write-attr"
+        deleted = await request(courier, endpoint, type="delete", endpoint="/3303/0")
+        assert deleted.state is S.SUCCEEDED
+        assert deleted.output["code"] == "2.02"
+        again = await request(courier, endpoint, type="delete", endpoint="/3303/0")
+        assert again.state is S.FAILED
+        assert again.reason is not None
+        assert "4.04" in again.reason
+    finally:
+        await client.stop()
+
+
+async def test_a_sleeping_endpoint_gets_its_queued_request_when_it_updates(
+    courier: Courier, meter: SimulatedLwm2mClient
+) -> None:
+    ep = meter.endpoint
+    await courier.store.set_presence(ep, False, courier.bridge.clock.now())  # asleep
+    created = await courier.service.create_command(
+        "acme",
+        CommandRequestIn.model_validate(
+            {
+                "devices": [ep],
+                "command": "lwm2m_request",
+                "args": {"type": "read", "endpoint": "/3/0/9"},
+            }
+        ),
+        "test",
+    )
+    execution_id = created.executions[0].id
+    await asyncio.sleep(0.5)
+    assert (await courier.store.get_execution("acme", execution_id)).state is S.QUEUED
+    sent_before = len(meter.requests)
+    meter.register("update")  # the queue-mode device wakes up
+
+    async def done() -> bool:
+        return (await courier.store.get_execution("acme", execution_id)).state is S.SUCCEEDED
+
+    await eventually(done, what="the queued read answered after the update")
+    assert len(meter.requests) == sent_before + 1
+
+
+async def _online(courier: Courier, device_id: str) -> bool:
+    return (await courier.store.get_device("acme", device_id)).online
