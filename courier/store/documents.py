@@ -128,21 +128,34 @@ def record_notification(
         execution = tx.get_execution(observation.id)
         if execution is None:
             continue
-        event = Event(
-            execution_id=execution.id,
-            tenant=tenant,
-            at=now,
-            kind="notification",
-            from_state=execution.state,
-            to_state=execution.state,
-            actor=f"device:{device_id}",
-            attempt=execution.attempt,
-            reason=f"notification of {path}",
-            data=data,
-        )
-        tx.insert_events([event])
+        note(tx, execution, now, "notification", device_id, f"notification of {path}", data)
         return execution.id
     return None
+
+
+def note(
+    tx: Tx,
+    execution: Execution,
+    now: float,
+    kind: str,
+    device_id: str,
+    reason: str,
+    data: dict[str, Any],
+) -> None:
+    """An event in an execution's history that changes nothing of it."""
+    event = Event(
+        execution_id=execution.id,
+        tenant=execution.tenant,
+        at=now,
+        kind=kind,
+        from_state=execution.state,
+        to_state=execution.state,
+        actor=f"device:{device_id}",
+        attempt=execution.attempt,
+        reason=reason,
+        data=data,
+    )
+    tx.insert_events([event])
 
 
 def _stopped(observation: Observation, now: float) -> Observation:
@@ -206,20 +219,9 @@ def expire_lwm2m(tx: Tx, endpoint: str, now: float) -> None:
 
 def record_upload(tx: Tx, execution: Execution, stored: StoredFile, now: float) -> None:
     """A device uploaded a file for its execution: the history names it."""
-    data = {"file_id": stored.id, "name": stored.name, "size": stored.size}
-    event = Event(
-        execution_id=execution.id,
-        tenant=execution.tenant,
-        at=now,
-        kind="file",
-        from_state=execution.state,
-        to_state=execution.state,
-        actor=f"device:{execution.route_id}",
-        attempt=execution.attempt,
-        reason=f"uploaded {stored.name} ({stored.size} bytes, sha256 {stored.sha256})",
-        data={**data, "sha256": stored.sha256},
-    )
-    tx.insert_events([event])
+    data = {"file_id": stored.id, "name": stored.name, "size": stored.size, "sha256": stored.sha256}
+    reason = f"uploaded {stored.name} ({stored.size} bytes, sha256 {stored.sha256})"
+    note(tx, execution, now, "file", execution.route_id, reason, data)
 
 
 def record_observed(
@@ -235,19 +237,7 @@ def record_observed(
     observation = observation_of(tx, execution_id)
     if observation is None or observation.stopped_at is not None:
         return "not observed"
-    event = Event(
-        execution_id=execution.id,
-        tenant=execution.tenant,
-        at=now,
-        kind="notification",
-        from_state=execution.state,
-        to_state=execution.state,
-        actor=f"device:{route_id}",
-        attempt=execution.attempt,
-        reason=f"notification of {observation.path}",
-        data=data,
-    )
-    tx.insert_events([event])
+    note(tx, execution, now, "notification", route_id, f"notification of {observation.path}", data)
     return None
 
 

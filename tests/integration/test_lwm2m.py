@@ -41,6 +41,14 @@ async def meter(courier: Courier) -> AsyncIterator[SimulatedLwm2mClient]:
     await client.stop()
 
 
+async def lwm2m_client(courier: Courier, name: str, **options: Any) -> SimulatedLwm2mClient:
+    """A registered LwM2M device and its simulated client (not started)."""
+    endpoint = courier.device_id(name)
+    await courier.service.register_device("acme", DeviceIn(id=endpoint, protocol="lwm2m"))
+    mount = courier.bridge.config.lwm2m_mountpoint
+    return SimulatedLwm2mClient(endpoint, broker=courier.broker.url, mountpoint=mount, **options)
+
+
 async def run(courier: Courier, endpoint: str, command: str, **body: Any) -> Execution:
     created = await courier.service.create_command(
         "acme",
@@ -250,14 +258,8 @@ async def test_commands_lwm2m_cannot_carry_fail_with_a_reason(
 async def test_a_registration_outlives_a_restart_and_expires_with_its_lifetime(
     courier: Courier,
 ) -> None:
-    endpoint = courier.device_id("sleepy")
-    await courier.service.register_device("acme", DeviceIn(id=endpoint, protocol="lwm2m"))
-    client = SimulatedLwm2mClient(
-        endpoint,
-        broker=courier.broker.url,
-        mountpoint=courier.bridge.config.lwm2m_mountpoint,
-        lifetime=3,
-    )
+    client = await lwm2m_client(courier, "sleepy", lifetime=3)
+    endpoint = client.endpoint
     await client.start()
     try:
 
@@ -333,14 +335,8 @@ async def _equal(values: Awaitable[list[Any]], expected: list[Any]) -> bool:
 
 
 async def test_create_write_attr_delete_with_an_ack_first(courier: Courier) -> None:
-    endpoint = courier.device_id("acking")
-    await courier.service.register_device("acme", DeviceIn(id=endpoint, protocol="lwm2m"))
-    client = SimulatedLwm2mClient(
-        endpoint,
-        broker=courier.broker.url,
-        mountpoint=courier.bridge.config.lwm2m_mountpoint,
-        ack_first=True,
-    )
+    client = await lwm2m_client(courier, "acking", ack_first=True)
+    endpoint = client.endpoint
     await client.start()
     try:
         await eventually(
