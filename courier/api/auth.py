@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, Path, Request
+from fastapi import Path, Request
 
 from courier.core.records import ApiKey
 from courier.errors import NotFound, RateLimited, Unauthorized
@@ -30,9 +30,11 @@ async def current_key(request: Request, tenant: str = TenantPath) -> ApiKey:
 
 
 def scope(name: str) -> Callable[..., Awaitable[ApiKey]]:
-    """A dependency that answers the key if it has scope `name` (admin has every scope)."""
+    """A dependency that answers the key if it has scope `name` (admin has every scope).
+    One level, not one on top of `current_key`: each level costs every request its solving."""
 
-    async def check(request: Request, key: ApiKey = Depends(current_key)) -> ApiKey:
+    async def check(request: Request, tenant: str = TenantPath) -> ApiKey:
+        key = await current_key(request, tenant)
         request.app.state.service.require_scope(key, name)
         return key
 
