@@ -39,7 +39,11 @@ async def courier_in_process(
     store = open_store(f"sqlite:///{path}")
     await store.open()
     clock = SystemClock()
-    transport = GmqttTransport(ConnectOptions(client_id=f"courier-{prefix}", port=broker.port))
+    # A clean session: the replies of a raw run measured while this Courier was away are no
+    # business of the next one.
+    transport = GmqttTransport(
+        ConnectOptions(client_id=f"courier-{prefix}", port=broker.port, clean_start=True)
+    )
     bridge = Bridge(store, transport, BridgeConfig(prefix=prefix, in_flight=1000), clock, Metrics())
     service = Service(
         store, ServiceConfig(queue_bound=1_000_000, in_flight=1000, claim_on_create=True), clock
