@@ -65,6 +65,13 @@ def _event(
     )
 
 
+def note(
+    execution: Execution, now: float, actor: str, reason: str, kind: str, data: dict[str, Any]
+) -> Event:
+    """An event of an execution that changes nothing of it (a notification, an upload)."""
+    return _event(execution, execution, now, actor, reason, kind, data)
+
+
 def _change(
     before: Execution,
     now: float,

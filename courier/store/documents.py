@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from courier.core import lifecycle
 from courier.core.documents import (
     Document,
     Lwm2mRegistration,
@@ -15,7 +16,7 @@ from courier.core.documents import (
     SoftwareUpdate,
     StoredFile,
 )
-from courier.core.records import Change, Event, Execution, Page
+from courier.core.records import Change, Execution, Page
 from courier.errors import AlreadyExists, InvalidInput, NotFound
 from courier.schemas.states import ExecutionState
 from courier.store.tx import ReadTx, Tx
@@ -143,19 +144,7 @@ def note(
     data: dict[str, Any],
 ) -> None:
     """An event in an execution's history that changes nothing of it."""
-    event = Event(
-        execution_id=execution.id,
-        tenant=execution.tenant,
-        at=now,
-        kind=kind,
-        from_state=execution.state,
-        to_state=execution.state,
-        actor=f"device:{device_id}",
-        attempt=execution.attempt,
-        reason=reason,
-        data=data,
-    )
-    tx.insert_events([event])
+    tx.insert_events([lifecycle.note(execution, now, f"device:{device_id}", reason, kind, data)])
 
 
 def _stopped(observation: Observation, now: float) -> Observation:
