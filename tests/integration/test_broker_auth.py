@@ -494,3 +494,22 @@ async def _can_log_in(secured: Secured, username: str) -> bool:
     finally:
         await probe.close()
     return True
+
+
+async def test_a_device_taking_over_anothers_client_id_gets_none_of_its_queued_commands(
+    secured: Secured,
+) -> None:
+    """Mosquitto lets dev-a connect with dev-b's client id (ending dev-b's connection); the
+    session it resumes must not hand dev-a what was queued for dev-b."""
+    victim = await secured.connected("dev-b", clean=False)
+    await victim.subscribe(secured.topic("devices/dev-b/commands/#"))
+    await victim.close()
+    courier = await secured.connected(COURIER)
+    courier.publish(secured.topic("devices/dev-b/commands/queued-1"))
+    await asyncio.sleep(0.3)  # queued in dev-b's offline session
+    thief = secured.probe("dev-a", client_id="dev-b", clean=False)
+    await thief.connect()
+    courier.publish(secured.topic("devices/dev-b/commands/later-2"))
+    await asyncio.sleep(0.5)
+    assert thief.session_present  # the session was resumed...
+    assert thief.topics == []  # ...but nothing of dev-b's reached dev-a

@@ -108,6 +108,32 @@ async def test_upload_links_land_files_for_their_execution(api: Api) -> None:
     problem(await api.client.put(path, content=b"late"), 403)
 
 
+async def test_the_link_a_device_is_sent_works_until_it_expires(api: Api) -> None:
+    package = b"firmware bytes"
+    stored = (await upload(api, package)).json()
+    update = await api.call(
+        "POST",
+        "/v1/tenants/acme/software_updates",
+        json={"name": "fw", "version": "3", "file_id": stored["id"]},
+    )
+    await api.device("box")
+    created = await api.command(
+        ["box"], command="software_update", args={"software_update_id": update.json()["id"]}
+    )
+    assert created.status_code == 201, created.text
+    (envelope,) = (await api.call("GET", "/v1/tenants/acme/devices/box/inbox", "execute")).json()
+    args = envelope["args"]
+    assert args["sha256"] == hashlib.sha256(package).hexdigest()
+    links = await api.service.files.links(api.clock)
+    path = args["url"].removeprefix(links.public_url)
+    fetched = await api.client.get(path)
+    assert fetched.status_code == 200
+    assert fetched.content == package
+    assert args["url_expires_at"].endswith("Z")
+    api.clock.advance(links.ttl + 1)
+    problem(await api.client.get(path), 403)
+
+
 async def test_software_updates_settings_and_stored_commands(api: Api) -> None:
     stored = (await upload(api, b"pkg")).json()
     bad = await api.call(
