@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from courier.bridge import Bridge, BridgeConfig
+from courier.bridge.engine import tune_gc
 from courier.clock import SystemClock
 from courier.core.records import Change
 from courier.gateway.simulator import SimulatorConfig, start_agents
@@ -47,6 +48,7 @@ async def run(commands: int, devices: int, in_flight: int, workdir: Path) -> dic
         SimulatorConfig(broker=broker.url),
     )
     stop = asyncio.Event()
+    tune_gc()  # as `courier serve` does
     bridge_task = asyncio.create_task(bridge.run(stop))
     while not bridge.ready:
         await asyncio.sleep(0.01)

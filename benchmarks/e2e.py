@@ -12,6 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import percentile
 from courier.bridge import Bridge, BridgeConfig
+from courier.bridge.engine import tune_gc
 from courier.clock import SystemClock
 from courier.core.records import Change
 from courier.metrics import Metrics
@@ -49,6 +50,7 @@ async def courier_in_process(
         store, ServiceConfig(queue_bound=1_000_000, in_flight=1000, claim_on_create=True), clock
     )
     stop = asyncio.Event()
+    tune_gc()  # as `courier serve` does
     task = asyncio.create_task(bridge.run(stop))
     while not bridge.ready:
         await asyncio.sleep(0.01)

@@ -13,6 +13,7 @@ import uvicorn
 
 from courier.api import create_app
 from courier.bridge import Bridge, BridgeConfig
+from courier.bridge.engine import tune_gc
 from courier.bridge.ingress import Ingress
 from courier.broker_sync import BrokerSync
 from courier.clock import SystemClock
@@ -118,6 +119,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             timeout_graceful_shutdown=int(settings.shutdown_grace),
         )
     )
+    tune_gc()  # the process's own: set up, its heap is frozen out of the collector's view
     log.info(
         "courier serving",
         extra={

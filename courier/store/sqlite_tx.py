@@ -305,16 +305,18 @@ class SqliteTx:
                 found[execution.id] = execution
         return found
 
-    def update_execution(self, before: Execution, after: Execution) -> None:
-        diff = rows.execution_diff(before, after)
-        if not diff:
-            return
-        columns = tuple(diff)
+    def _update_statement(self, columns: tuple[str, ...]) -> str:
+        """The UPDATE of these columns (built once per set of columns)."""
         sql = self._update_sql.get(columns)
         if sql is None:
             assignments = ", ".join(f"{c} = ?" for c in columns)
             sql = self._update_sql[columns] = f"UPDATE executions SET {assignments} WHERE id = ?"
-        self.conn.execute(sql, (*diff.values(), after.id))
+        return sql
+
+    def update_execution(self, before: Execution, after: Execution) -> None:
+        diff = rows.execution_diff(before, after)
+        if diff:
+            self.conn.execute(self._update_statement(tuple(diff)), (*diff.values(), after.id))
 
     def update_executions(self, pairs: Sequence[tuple[Execution, Execution]]) -> None:
         """Many updates; those that change the same columns share one `executemany`.
@@ -330,13 +332,7 @@ class SqliteTx:
                 by_columns.setdefault(tuple(diff), []).append((*diff.values(), after.id))
         conn = self.conn
         for columns, params in by_columns.items():
-            sql = self._update_sql.get(columns)
-            if sql is None:
-                assignments = ", ".join(f"{c} = ?" for c in columns)
-                sql = self._update_sql[columns] = (
-                    f"UPDATE executions SET {assignments} WHERE id = ?"
-                )
-            conn.executemany(sql, params)
+            conn.executemany(self._update_statement(columns), params)
 
     def insert_events(self, events: Sequence[Event]) -> None:
         self._new_events.extend((*rows.event_params(e), _event_seq()) for e in events)

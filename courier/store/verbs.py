@@ -62,7 +62,7 @@ def route_of(device: Device) -> str:
     return device.gateway_id or device.id
 
 
-def reachable(tx: Tx, device: Device, known: dict[str, Device] | None = None) -> bool:
+def reachable(tx: ReadTx, device: Device, known: dict[str, Device] | None = None) -> bool:
     """Online, and behind an online gateway when attached to one."""
     if not device.online:
         return False
@@ -75,16 +75,9 @@ def reachable(tx: Tx, device: Device, known: dict[str, Device] | None = None) ->
 def presented(tx: ReadTx, devices: list[Device]) -> list[Device]:
     """Devices as the API shows them: an attached device is online only while its gateway
     is too (the device's own flag is what its gateway last announced)."""
-    gateway_ids = list({d.gateway_id for d in devices if d.gateway_id and d.online})
-    if not gateway_ids:
-        return devices
-    gateways = tx.get_devices(gateway_ids)
+    gateways = fleet.devices_by_id(tx, list({d.gateway_id for d in devices if d.gateway_id}))
     return [
-        replace(d, online=False)
-        if d.gateway_id
-        and d.online
-        and not (d.gateway_id in gateways and gateways[d.gateway_id].online)
-        else d
+        d if not d.online or reachable(tx, d, gateways) else replace(d, online=False)
         for d in devices
     ]
 
