@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from courier import __version__
-from courier.api import problems
+from courier.api import fast_create, problems
 from courier.api.limits import BodyLimit, RateLimiter
 from courier.api.routes import (
     apikeys,
@@ -67,5 +67,6 @@ def create_app(
         payloads,
     ):
         app.include_router(module.router)
+    fast_create.install(app)  # added first: the body limit below wraps it
     app.add_middleware(BodyLimit, max_bytes=max_body, exempt=files.is_streamed)
     return app
