@@ -12,6 +12,7 @@ import orjson
 
 from courier.broker_sync import BrokerSync
 from courier.clock import Clock
+from courier.coalesce import Coalescer
 from courier.core.catalogue import Definition, check_timing, validate_args
 from courier.core.deferred import encode_key, new_device_key
 from courier.core.records import ApiKey, CommandRequest, Device, Dispatch, RetryPolicy
@@ -79,6 +80,8 @@ class Service:
         self.broker: BrokerSync | None = None  # set when Courier manages the broker's users
         self._keys: dict[str, tuple[ApiKey, float]] = {}
         self._definitions: dict[tuple[str, str], tuple[Definition | None, float]] = {}
+        # Requests created at the same time share a transaction (each still stands alone).
+        self._creates: Coalescer[CommandRequest, Created] = Coalescer(self._create_group)
 
     # --- API keys ----------------------------------------------------------------------
 
@@ -282,10 +285,13 @@ class Service:
         """Store a request and its executions; committed before this returns."""
         definition = await self.definition(tenant, body.command)
         request = self.build_request(tenant, body, issued_by, definition, idempotency_key)
-        request = await self._resolved(request)
-        return await self.store.create_request(
-            request, self.config.queue_bound, request.created_at, self._claim_cap
+        return await self._creates.submit(await self._resolved(request))
+
+    async def _create_group(self, requests: list[CommandRequest]) -> list[Created | Exception]:
+        created = await self.store.create_requests(
+            requests, self.config.queue_bound, self.clock.now(), self._claim_cap
         )
+        return list(created)
 
     async def create_commands(
         self, tenant: str, bodies: list[CommandRequestIn], issued_by: str
