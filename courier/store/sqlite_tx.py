@@ -372,7 +372,12 @@ class SqliteTx:
         return self._one(Q["has_due_ahead"], (route_id, now, now, priority, now)) is not None
 
     def routes_with_due(self, now: float, limit: int) -> list[str]:
-        return [r[0] for r in self.conn.execute(Q["routes_with_due"], (now, now, now, limit))]
+        """Walked from the smaller side: the online devices, or the queued executions (a
+        backlog for offline devices made every sweep scan it all). Counting both costs
+        about a millisecond for tens of thousands."""
+        online, queued = self._conn.execute(Q["sweep_sizes"]).fetchone()
+        query = "online_routes_with_due" if online < queued else "routes_with_due"
+        return [r[0] for r in self.conn.execute(Q[query], (now, now, now, limit))]
 
     def attached_to(self, gateway_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(Q["attached_to"], (gateway_id,))]

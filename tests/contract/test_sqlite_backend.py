@@ -50,6 +50,7 @@ async def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
         (2, "0002_fleet.sql"),
         (3, "0003_documents.sql"),
         (4, "0004_device_security.sql"),
+        (5, "0005_online_devices.sql"),
     ]
     assert mode == "wal"
 
@@ -120,4 +121,41 @@ async def test_rows_written_behind_are_seen_by_the_same_transaction(
     assert (pending, state) == (0, ExecutionState.SUCCEEDED)
     page = await store.list_executions("acme", ExecutionFilter(), 10, 0)
     assert [e.state for e in page.results] == [ExecutionState.SUCCEEDED]
+    await store.close()
+
+
+@pytest.mark.parametrize("idle_online", [0, 30])
+async def test_the_sweep_finds_the_due_routes_from_either_side(
+    tmp_path: Path, clock: FakeClock, idle_online: int
+) -> None:
+    """Few online devices: walked from them; many (idle ones): from the queued executions.
+    Either way only online devices with due work are found."""
+    store = open_store(f"sqlite:///{tmp_path}/c.db")
+    await store.open()
+    for device_id, online in (
+        ("busy-a", True),
+        ("busy-b", True),
+        ("idle", True),
+        ("stale", True),
+        ("away", False),
+    ):
+        await store.add_device(device(device_id, online=online))
+    for i in range(idle_online):
+        await store.add_device(device(f"extra-{i}", online=True))
+    for device_id in ("busy-a", "busy-b", "away", "away", "away"):
+        await store.create_request(request([device_id], clock), 100, clock.now())
+    await store.create_request(request(["stale"], clock, ttl=60), 100, clock.now())
+    clock.advance(120)  # stale's command expired: not due, though its device is online
+
+    def sizes_and_routes(tx: Tx) -> tuple[tuple[int, int], list[str]]:
+        conn = tx.conn  # type: ignore[attr-defined]
+        sizes = conn.execute(
+            "SELECT (SELECT count(*) FROM devices WHERE online = 1),"
+            " (SELECT count(*) FROM executions WHERE state = 'QUEUED')"
+        ).fetchone()
+        return sizes, tx.routes_with_due(clock.now(), 100)
+
+    (online_count, queued_count), routes = await store.backend.write(sizes_and_routes)
+    assert (online_count < queued_count) == (idle_online == 0)  # each case: its own side
+    assert routes == ["busy-a", "busy-b"]
     await store.close()

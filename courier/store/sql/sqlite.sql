@@ -105,6 +105,18 @@ WHERE e.state = 'QUEUED' AND e.not_before <= ? AND e.expires_at > ? AND d.online
   AND (e.window_end IS NULL OR e.window_end > ?)
 LIMIT ?;
 
+-- name: online_routes_with_due
+SELECT d.id FROM devices AS d
+WHERE d.online = 1 AND EXISTS (
+    SELECT 1 FROM executions AS e
+    WHERE e.route_id = d.id AND e.state = 'QUEUED' AND e.not_before <= ? AND e.expires_at > ?
+      AND (e.window_end IS NULL OR e.window_end > ?))
+LIMIT ?;
+
+-- name: sweep_sizes
+SELECT (SELECT count(*) FROM devices WHERE online = 1),
+       (SELECT count(*) FROM executions WHERE state = 'QUEUED');
+
 -- name: due_timers
 SELECT {exec_columns} FROM executions
 WHERE wake_at IS NOT NULL AND wake_at <= ? ORDER BY wake_at LIMIT ?;
