@@ -205,8 +205,15 @@ async def rest_and_fan_out(
 
 
 async def drain(plan: Plan, results: Results, broker: Any, prefix: str, workdir: Path) -> None:
+    """Courier's drain, and in turns the same drain without Courier (its devices connecting
+    just as much), so a ratio compares like with like."""
     samples = []
     for run_index in range(plan.runs):
+        if "raw" in plan.only:
+            log(f"raw drain: {plan.drain_devices} devices x {plan.drain_per_device} commands")
+            raw_sample = await raw.raw_drain(
+                broker, prefix, f"rawoff{run_index}", plan.drain_devices, plan.drain_per_device
+            )
         base = f"off{run_index}"
         devices = [f"{base}-{i}" for i in range(plan.drain_devices)]
         store_path = workdir / f"drain{run_index}.db"
@@ -220,9 +227,13 @@ async def drain(plan: Plan, results: Results, broker: Any, prefix: str, workdir:
             await fleet.queue_for_offline(serve.port, key, TENANT, devices, plan.drain_per_device)
             total = plan.drain_devices * plan.drain_per_device
             log(f"offline drain: {plan.drain_devices} devices x {plan.drain_per_device} commands")
-            samples.append(
-                await fleet.offline_drain(broker, prefix, base, plan.drain_devices, total, events)
+            sample = await fleet.offline_drain(
+                broker, prefix, base, plan.drain_devices, total, events
             )
+            if "raw" in plan.only:
+                sample["raw_drain_s"] = raw_sample["drain_s"]
+                sample["ratio_to_raw_drain"] = sample["drain_s"] / raw_sample["drain_s"]
+            samples.append(sample)
         finally:
             await events.stop()
             serve.stop()
@@ -321,6 +332,11 @@ def table(results: Results) -> str:
                 f" (raw: {raw_time:.1f} s for as many round trips; {x['drain_s'] / raw_time:.2f}x)"
             )
         lines += ["", line]
+        if "raw_drain_s" in x:
+            lines.append(
+                f"the same drain without Courier (raw MQTT, its devices connecting too): "
+                f"{x['raw_drain_s']:.1f} s; Courier {x['ratio_to_raw_drain']:.2f}x"
+            )
     if "scale" in f:
         x = f["scale"]
         lines += [

@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from benchmarks.harness import percentile
+from benchmarks.harness import Simulator, percentile
 from courier.clock import isoformat
 from courier.ids import new_id
 from courier.mosquitto import MosquittoProcess
@@ -17,6 +17,78 @@ from courier.transport import ConnectOptions, Message
 from courier.transport.gmqtt_transport import GmqttTransport
 
 FINAL = (b'"state":"SUCCEEDED"', b'"state":"FAILED"')
+
+
+def _envelope() -> dict[str, object]:
+    now = time.time()
+    return {
+        "request": "raw",
+        "command": "PING",
+        "args": {},
+        "kind": "device",
+        "attempt": 1,
+        "issued_at": isoformat(now),
+        "expires_at": isoformat(now + 3600),
+        "timeout": 30,
+    }
+
+
+async def raw_drain(
+    broker: MosquittoProcess, prefix: str, base: str, count: int, per_device: int
+) -> dict[str, float]:
+    """The offline drain without Courier: `count` simulated devices start at once and a bare
+    MQTT client sends each its `per_device` commands when its presence says online. From the
+    first device online to the last result, so their connecting is part of it, as it is of
+    Courier's drain."""
+    topics = Topics(prefix)
+    client = GmqttTransport(
+        ConnectOptions(client_id=f"raw-drain-{new_id()[:8]}", port=broker.port, clean_start=True)
+    )
+    total = count * per_device
+    served: set[str] = set()
+    ended = 0
+    first_online: list[float] = []
+    last_result = [0.0]
+    done = asyncio.Event()
+    envelope = _envelope()
+
+    async def on_message(message: Message) -> None:
+        nonlocal ended
+        parsed = topics.parse(message.topic)
+        if parsed is None or parsed.device is None:
+            return
+        if parsed.execution is not None:  # a reply
+            if any(marker in message.payload for marker in FINAL):
+                ended += 1
+                last_result[0] = time.perf_counter()
+                if ended == total:
+                    done.set()
+            return
+        if not message.payload or parsed.device in served:
+            return
+        if not orjson.loads(message.payload).get("online"):
+            return
+        if not first_online:
+            first_online.append(time.perf_counter())
+        served.add(parsed.device)
+        for _ in range(per_device):
+            execution_id = new_id()
+            client.publish(
+                topics.command(parsed.device, execution_id),
+                orjson.dumps({"id": execution_id, **envelope}),
+            )
+
+    client.on_message = on_message
+    await client.connect()
+    await client.subscribe([topics.all_replies, topics.all_presence])
+    simulator = Simulator(broker, prefix, base, count)
+    simulator.start()
+    try:
+        await asyncio.wait_for(done.wait(), 900)
+    finally:
+        simulator.stop()
+        await client.disconnect()
+    return {"drain_s": last_result[0] - first_online[0], "succeeded": float(ended)}
 
 
 async def raw_round_trips(
@@ -44,17 +116,7 @@ async def raw_round_trips(
     client.on_message = on_reply
     await client.connect()
     await client.subscribe([topics.all_replies])
-    now = time.time()
-    envelope = {
-        "request": "raw",
-        "command": "PING",
-        "args": {},
-        "kind": "device",
-        "attempt": 1,
-        "issued_at": isoformat(now),
-        "expires_at": isoformat(now + 3600),
-        "timeout": 30,
-    }
+    envelope = _envelope()
     targets = itertools.cycle(devices)
     begin = time.perf_counter()
     for _ in range(count):

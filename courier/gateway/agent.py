@@ -95,6 +95,7 @@ class Agent:
         self._handlers: dict[str, Handler] = {}
         self._default: Handler | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._subscribed = False
         if transport is None:
             transport = self.default_transport(device_id, password, broker, prefix)
         self.transport = transport
@@ -146,8 +147,13 @@ class Agent:
     # --- life cycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Connect, subscribe, then say online: a command sent the moment the agent looked
+        online would otherwise reach a session not yet subscribed, and be dropped until its
+        ack timeout resent it."""
         await self.transport.connect()
         await self.transport.subscribe([self.topics.commands_of(self.device_id)], qos=1)
+        self._subscribed = True
+        self._announce()
 
     async def stop(self, offline: bool = True) -> None:
         """Stop: cancel running handlers, say offline (retained), disconnect."""
@@ -178,6 +184,13 @@ class Agent:
         await self.stop()
 
     def _on_connect(self, session_present: bool) -> None:
+        """After a reconnect the transport has sent its SUBSCRIBE before this runs, so the
+        broker takes it before the presence; the first connect is announced by start()."""
+        if self._subscribed:
+            self._announce()
+
+    def _announce(self) -> None:
+        """Online (retained), and the recent replies again for a Courier that missed them."""
         try:
             self.transport.publish(
                 self.topics.presence(self.device_id), presence_bytes(True), qos=1, retain=True

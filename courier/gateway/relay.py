@@ -51,8 +51,8 @@ class GatewayAgent(Agent):
         super().__init__(device_id, password, **options)
         self.adapter = adapter
 
-    def _on_connect(self, session_present: bool) -> None:
-        super()._on_connect(session_present)
+    def _announce(self) -> None:
+        super()._announce()
         self.announce(self.adapter.devices(), online=True)
 
     def announce(self, device_ids: Iterable[str], online: bool = True) -> None:

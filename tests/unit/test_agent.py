@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from courier.clock import FakeClock, isoformat
-from courier.gateway import Agent, CommandContext, CommandFailed, ReplyLog
+from courier.gateway import (
+    Agent,
+    CommandContext,
+    CommandFailed,
+    GatewayAgent,
+    ReplyLog,
+    SimulatedLink,
+)
 from courier.topics import Topics
 from courier.transport import ConnectOptions, Message
 from courier.transport.memory import MemoryBroker, MemoryTransport
@@ -311,3 +318,37 @@ def test_reply_log_is_bounded(tmp_path: Path) -> None:
     assert log.get("e0") is None
     log.close()
     assert ReplyLog(str(tmp_path / "r.db"), capacity=3).get("e4") is not None
+
+
+class PresenceOrder(MemoryBroker):
+    """Notes, for each presence published, whether its device could already take commands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.presence_while_subscribed: list[tuple[str, bool]] = []
+
+    def _route(self, message: Message) -> None:
+        parsed = T.parse(message.topic)
+        if parsed is not None and parsed.execution is None and message.payload:
+            agent = self.sessions.get("gw")
+            subscribed = agent is not None and T.commands_of("gw") in agent.subscriptions
+            self.presence_while_subscribed.append((message.topic, subscribed))
+        super()._route(message)
+
+
+async def test_an_agent_says_online_only_once_it_can_take_commands(clock: FakeClock) -> None:
+    """A command sent the moment a device looks online must find its subscription: a broker
+    drops what arrives for a session not yet subscribed (it came back only by its resend)."""
+    broker = PresenceOrder()
+    gateway = GatewayAgent(
+        "gw",
+        transport=broker.transport(ConnectOptions(client_id="gw")),
+        adapter=SimulatedLink(["a1"]),
+        clock=clock,
+    )
+    await gateway.start()
+    assert broker.presence_while_subscribed == [
+        (T.presence("gw"), True),
+        (T.attached_presence("gw", "a1"), True),
+    ]
+    await gateway.stop()
