@@ -29,6 +29,7 @@ from courier.schemas.common import strict_json
 _CREATE = re.compile(r"/v1/tenants/([^/]+)/commands")
 _TENANT = re.compile(TENANT_ID_PATTERN)
 _JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
+_READ = frozenset((b"authorization", b"idempotency-key", b"content-type"))
 
 
 class FastCreate:
@@ -95,14 +96,15 @@ def _ordinary(
     """(tenant, token, command, idempotency key) of a request with nothing unusual, else None."""
     if not body or _TENANT.fullmatch(tenant) is None:
         return None
-    token = idempotency_key = content_type = None
+    found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
-        if name == b"authorization":
-            token = value
-        elif name == b"idempotency-key":
-            idempotency_key = value
-        elif name == b"content-type":
-            content_type = value
+        if name in _READ:
+            if name in found:  # which one counts is the route's business
+                return None
+            found[name] = value
+    token = found.get(b"authorization")
+    idempotency_key = found.get(b"idempotency-key")
+    content_type = found.get(b"content-type")
     if token is None or (content_type is not None and content_type.lower() not in _JSON_TYPES):
         return None
     scheme, _, secret = token.decode("latin-1").partition(" ")

@@ -146,6 +146,11 @@ async def test_an_ordinary_create_is_answered_by_the_layer(
             {"Authorization": "Bearer {execute}", "Idempotency-Key": "k" * 256},
             [command()],
         ),
+        (
+            "two keys",  # which one counts is for the route to say
+            {"Authorization": "Bearer {execute}", "authorization": "Bearer {other}"},
+            [command()],
+        ),
     ],
 )
 async def test_anything_unusual_is_handed_on_with_its_body(
