@@ -167,6 +167,7 @@ class Agent:
             )
             await asyncio.sleep(0.05)
         await self.transport.disconnect()
+        self._subscribed = False  # a later start() subscribes, then announces, again
 
     async def run(self) -> None:
         """Start and serve until cancelled."""
