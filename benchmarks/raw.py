@@ -19,6 +19,12 @@ from courier.transport.gmqtt_transport import GmqttTransport
 FINAL = (b'"state":"SUCCEEDED"', b'"state":"FAILED"')
 
 
+def _client(broker: MosquittoProcess, name: str) -> GmqttTransport:
+    return GmqttTransport(
+        ConnectOptions(client_id=f"{name}-{new_id()[:8]}", port=broker.port, clean_start=True)
+    )
+
+
 def _envelope() -> dict[str, object]:
     now = time.time()
     return {
@@ -41,9 +47,7 @@ async def raw_drain(
     first device online to the last result, so their connecting is part of it, as it is of
     Courier's drain."""
     topics = Topics(prefix)
-    client = GmqttTransport(
-        ConnectOptions(client_id=f"raw-drain-{new_id()[:8]}", port=broker.port, clean_start=True)
-    )
+    client = _client(broker, "raw-drain")
     total = count * per_device
     served: set[str] = set()
     ended = 0
@@ -96,9 +100,7 @@ async def raw_round_trips(
 ) -> dict[str, float]:
     """Publish `count` command envelopes, `window` unfinished at once; wait for each result."""
     topics = Topics(prefix)
-    client = GmqttTransport(
-        ConnectOptions(client_id=f"raw-{new_id()[:8]}", port=broker.port, clean_start=True)
-    )
+    client = _client(broker, "raw")
     started: dict[str, float] = {}
     latencies: list[float] = []
     gate = asyncio.Semaphore(window)

@@ -67,7 +67,7 @@ class InboundHandler:
         try:
             reply = decode_reply(message.payload, self.bridge.config.max_payload)
         except InvalidInput as exc:
-            self._reject(message, "reply", str(exc.extra.get("why", "invalid")), exc.message)
+            self._refuse(message, "reply", exc)
             return None
         item = IncomingReply(
             parsed.device,
@@ -131,12 +131,20 @@ class InboundHandler:
             return
         why = outcome.why
         if why in ("unknown execution", "foreign execution"):
-            self._reject(message, "reply", why.replace(" ", "_"), why)
+            self._reject_why(message, "reply", why)
         elif why.startswith("illegal"):
             self.bridge.metrics.replies.labels("illegal").inc()
             log.warning("reply refused: %s", why, extra={"topic": message.topic})
         else:
             self.bridge.metrics.replies.labels(why.replace(" ", "_")).inc()
+
+    def _refuse(self, message: Message, kind: str, exc: InvalidInput) -> None:
+        """A payload that failed its checks: the reason is the check's `why`."""
+        self._reject(message, kind, str(exc.extra.get("why", "invalid")), exc.message)
+
+    def _reject_why(self, message: Message, kind: str, why: str) -> None:
+        """Refused by the store, which says why in words."""
+        self._reject(message, kind, why.replace(" ", "_"), why)
 
     def _reject(self, message: Message, kind: str, reason: str, detail: str) -> None:
         self.bridge.metrics.rejected.labels(kind, reason).inc()
@@ -151,7 +159,7 @@ class InboundHandler:
         try:
             data = parse_json_object(message.payload, self.bridge.config.max_payload)
         except InvalidInput as exc:
-            self._reject(message, "notify", str(exc.extra.get("why", "invalid")), exc.message)
+            self._refuse(message, "notify", exc)
             return
         if not isinstance(data, dict):
             self._reject(message, "notify", "invalid", "a notification is a JSON object")
@@ -160,7 +168,7 @@ class InboundHandler:
             parsed.device, parsed.execution, data, self.bridge.clock.now()
         )
         if why is not None:
-            self._reject(message, "notify", why.replace(" ", "_"), why)
+            self._reject_why(message, "notify", why)
 
     async def _attached_presence(self, message: Message, parsed: ParsedTopic) -> None:
         """A gateway announces one of its attached devices (registering it if new)."""
@@ -172,15 +180,13 @@ class InboundHandler:
         try:
             presence = decode_presence(message.payload, bridge.config.max_payload)
         except InvalidInput as exc:
-            self._reject(
-                message, "attached_presence", str(exc.extra.get("why", "invalid")), exc.message
-            )
+            self._refuse(message, "attached_presence", exc)
             return
         result = await bridge.store.set_attached_presence(
             parsed.device, parsed.attached, presence.online, bridge.clock.now()
         )
         if isinstance(result, str):
-            self._reject(message, "attached_presence", result.replace(" ", "_"), result)
+            self._reject_why(message, "attached_presence", result)
             return
         device, changed = result
         bridge.metrics.presence.labels(str(presence.online).lower()).inc()
@@ -201,7 +207,7 @@ class InboundHandler:
         try:
             presence = decode_presence(message.payload, bridge.config.max_payload)
         except InvalidInput as exc:
-            self._reject(message, "presence", str(exc.extra.get("why", "invalid")), exc.message)
+            self._refuse(message, "presence", exc)
             return
         result = await bridge.store.set_presence(parsed.device, presence.online, bridge.clock.now())
         if result is None:

@@ -15,6 +15,7 @@ from courier.errors import StoreError, UnknownDevices
 from courier.schemas.states import ExecutionState
 from courier.store import ExecutionFilter, open_store, verbs
 from courier.store.sqlite import SqliteBackend
+from courier.store.sqlite_tx import Q
 from courier.store.tx import Tx
 from tests.helpers import device, request
 
@@ -149,10 +150,7 @@ async def test_the_sweep_finds_the_due_routes_from_either_side(
 
     def sizes_and_routes(tx: Tx) -> tuple[tuple[int, int], list[str]]:
         conn = tx.conn  # type: ignore[attr-defined]
-        sizes = conn.execute(
-            "SELECT (SELECT count(*) FROM devices WHERE online = 1),"
-            " (SELECT count(*) FROM executions WHERE state = 'QUEUED')"
-        ).fetchone()
+        sizes = conn.execute(Q["sweep_sizes"]).fetchone()
         return sizes, tx.routes_with_due(clock.now(), 100)
 
     (online_count, queued_count), routes = await store.backend.write(sizes_and_routes)
