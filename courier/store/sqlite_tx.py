@@ -26,6 +26,7 @@ from courier.schemas.states import PENDING
 from courier.store import sqlite_rows as rows
 from courier.store.filters import COUNT_CAP, DeviceFilter, ExecutionFilter, RequestFilter
 from courier.store.queries import load_queries
+from courier.store.sqlite_many import insert_rows, update_rows
 
 Q = load_queries("sqlite", **rows.FRAGMENTS)
 _CHUNK = 500
@@ -96,13 +97,13 @@ class SqliteTx:
         """Insert the rows written behind (requests before their executions and events)."""
         conn = self._conn
         if self._new_requests:
-            conn.executemany(Q["insert_request"], self._new_requests)
+            insert_rows(conn, Q["insert_request"], self._new_requests)
             self._new_requests = []
         if self._new_executions:
-            conn.executemany(Q["insert_execution"], self._new_executions)
+            insert_rows(conn, Q["insert_execution"], self._new_executions)
             self._new_executions = []
         if self._new_events:
-            conn.executemany(Q["insert_event"], self._new_events)
+            insert_rows(conn, Q["insert_event"], self._new_events)
             self._new_events = []
 
     def _one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
@@ -319,7 +320,7 @@ class SqliteTx:
             self.conn.execute(self._update_statement(tuple(diff)), (*diff.values(), after.id))
 
     def update_executions(self, pairs: Sequence[tuple[Execution, Execution]]) -> None:
-        """Many updates; those that change the same columns share one `executemany`.
+        """Many updates; those that change the same columns share statements of many rows.
         Several updates of one execution are applied one by one, in order."""
         if len({after.id for _, after in pairs}) < len(pairs):
             for before, after in pairs:
@@ -332,7 +333,7 @@ class SqliteTx:
                 by_columns.setdefault(tuple(diff), []).append((*diff.values(), after.id))
         conn = self.conn
         for columns, params in by_columns.items():
-            conn.executemany(self._update_statement(columns), params)
+            update_rows(conn, "executions", columns, params)
 
     def insert_events(self, events: Sequence[Event]) -> None:
         self._new_events.extend((*rows.event_params(e), _event_seq()) for e in events)

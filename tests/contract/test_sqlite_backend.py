@@ -14,7 +14,7 @@ from courier.core.records import Change
 from courier.errors import StoreError, UnknownDevices
 from courier.schemas.states import ExecutionState
 from courier.store import ExecutionFilter, open_store, verbs
-from courier.store.sqlite import SqliteBackend
+from courier.store.sqlite import WRITER_CHECKPOINT, SqliteBackend
 from courier.store.sqlite_tx import Q
 from courier.store.tx import Tx
 from tests.helpers import device, request
@@ -72,6 +72,28 @@ async def test_concurrent_writes_share_commits_and_a_failing_one_spoils_nothing(
     assert sum(1 for r in results if not isinstance(r, BaseException)) == 300
     page = await store.list_executions("acme", ExecutionFilter(), 1, 0)
     assert page.count == 300
+    await store.close()
+
+
+async def test_commits_reach_the_database_file_without_the_writer_checkpointing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The checkpointer copies committed pages out of the WAL soon after a commit, far below
+    the WAL size at which the writer would checkpoint itself."""
+    path = tmp_path / "c.db"
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    await store.add_device(device("d1"))
+    await asyncio.sleep(0.3)
+    before = path.stat().st_size
+    for _ in range(20):
+        await store.create_request(request(["d1"], clock), 10_000, clock.now())
+    wal_pages = (tmp_path / "c.db-wal").stat().st_size // 4096
+    assert wal_pages < WRITER_CHECKPOINT
+    deadline = asyncio.get_running_loop().time() + 5
+    while path.stat().st_size == before:
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint within 5 s"
+        await asyncio.sleep(0.05)
     await store.close()
 
 

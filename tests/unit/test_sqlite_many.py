@@ -1,0 +1,71 @@
+"""Many rows in few statements: the same rows as one statement per row, in fewer steps."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from courier.store.sqlite_many import SIZES, _sized, insert_rows, update_rows
+
+ONE_ROW = "INSERT INTO t (id, n, x, s, b) VALUES (?, ?, ?, ?, ?)"
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(tmp_path / "many.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, n, x, s, b)")
+    yield conn
+    conn.close()
+
+
+def rows(count: int) -> list[tuple[object, ...]]:
+    return [
+        (f"r{i}", i if i % 3 else None, i / 7, "é" * (i % 4), bytes([i % 256]))
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, 127, 200, 1000])
+def test_chunks_cover_every_row_once_in_order(count: int) -> None:
+    data = rows(count)
+    chunks = _sized(data)
+    assert all(size in SIZES for size, _ in chunks)
+    flat = [v for _, values in chunks for v in values]
+    assert flat == [v for row in data for v in row]
+    assert len(chunks) <= count // SIZES[0] + len(SIZES) - 1
+
+
+@pytest.mark.parametrize("count", [1, 5, 64, 65, 200])
+def test_inserted_rows_are_those_of_one_statement_each_in_order(
+    conn: sqlite3.Connection, count: int
+) -> None:
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    insert_rows(conn, ONE_ROW, rows(count))
+    conn.set_trace_callback(None)
+    stored = conn.execute("SELECT id, n, x, s, b FROM t ORDER BY seq").fetchall()
+    assert stored == rows(count)
+    assert len(statements) <= count // SIZES[0] + len(SIZES) - 1
+
+
+def test_a_failing_row_fails_its_statement_and_is_reported(conn: sqlite3.Connection) -> None:
+    insert_rows(conn, ONE_ROW, rows(3))
+    with pytest.raises(sqlite3.IntegrityError):
+        insert_rows(conn, ONE_ROW, rows(5))  # r0..r2 exist already (id is unique)
+
+
+@pytest.mark.parametrize("count", [1, 2, 70])
+def test_updates_change_exactly_the_rows_named(conn: sqlite3.Connection, count: int) -> None:
+    insert_rows(conn, ONE_ROW, rows(100))
+    changes = [(f"new{i}", -i, f"r{i * 2}") for i in range(count)]  # every other row
+    update_rows(conn, "t", ("s", "n"), changes)
+    found = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, s, n FROM t")}
+    for row in rows(100):
+        index = int(str(row[0])[1:])
+        if index % 2 == 0 and index // 2 < count:
+            assert found[str(row[0])] == (f"new{index // 2}", -(index // 2))
+        else:
+            assert found[str(row[0])] == (row[3], row[1])
