@@ -44,7 +44,7 @@ def create_app(
     rate_limit: float = 100.0,
     rate_burst: int = 200,
 ) -> FastAPI:
-    app = FastAPI(title="Courier", version=__version__, description=DESCRIPTION)
+    app = fast_create.CourierApp(title="Courier", version=__version__, description=DESCRIPTION)
     app.router.redirect_slashes = False  # ".../d1%2F" is not "d1": no redirect to guess
     app.state.service = service
     app.state.metrics = metrics
@@ -67,6 +67,6 @@ def create_app(
         payloads,
     ):
         app.include_router(module.router)
-    fast_create.install(app)  # added first: the body limit below wraps it
     app.add_middleware(BodyLimit, max_bytes=max_body, exempt=files.is_streamed)
+    fast_create.install(app, max_body)
     return app

@@ -1,12 +1,13 @@
 """POST /v1/tenants/{tenant}/commands without FastAPI's per-request machinery.
 
 The busiest route pays FastAPI's routing, dependency solving and middleware layers on every
-call, more than Courier's own work for the command. This ASGI layer answers the ordinary
-request itself: a valid key with the `execute` scope, a JSON body that validates, within the
-key's rate. Anything else (no or bad key, another tenant, bad JSON, a body that breaks a rule,
-an odd header, over the rate) goes on, body replayed, to the declared FastAPI route, which
-gives the same answers as always: error precedence and shapes have one definition. Nothing
-here has an effect until the command is created, so handing over is always safe.
+call, more than Courier's own work for the command. This ASGI layer, in front of the whole
+application, answers the ordinary request itself: a body within the size limit, a valid key
+with the `execute` scope, a JSON body that validates, within the key's rate. Anything else (no
+or bad key, another tenant, bad JSON, a body that breaks a rule, too big a body, an odd
+header, over the rate) goes on, body replayed, to the application and its declared route,
+which give the same answers as always: error precedence and shapes have one definition.
+Nothing here has an effect until the command is created, so handing over is always safe.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 
 from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,19 +35,24 @@ _READ = frozenset((b"authorization", b"idempotency-key", b"content-type"))
 
 
 class FastCreate:
-    def __init__(self, app: ASGIApp) -> None:
+    """In front of `app` (the application, `state` its state): answers the ordinary create
+    and hands everything else on."""
+
+    def __init__(self, app: ASGIApp, state: State, max_body: int) -> None:
         self.app = app
+        self.state = state
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = None
         if scope["type"] == "http" and scope["method"] == "POST":
             match = _CREATE.fullmatch(scope["path"])
-        if match is None:
+        if match is None or _declared_length(scope) > self.max_body:
             await self.app(scope, receive, send)
             return
-        body, last = await _read_body(receive)
+        body, last = await _read_body(receive, self.max_body)
         ordinary = None
-        if last["type"] == "http.request":  # not cut off by a disconnect or the body limit
+        if _complete(last) and len(body) <= self.max_body:
             ordinary = _ordinary(scope, match.group(1), body)
         if ordinary is None or not await self._create(scope, receive, send, *ordinary):
             await self.app(scope, _replay(body, last, receive), send)
@@ -61,7 +68,7 @@ class FastCreate:
         idempotency_key: str | None,
     ) -> bool:
         """True once answered; False (nothing done) if the full route must answer."""
-        state = scope["app"].state
+        state = self.state
         service = state.service
         try:
             key = await service.authenticate(token)
@@ -122,22 +129,40 @@ def _ordinary(
     return tenant, secret.strip(), command, idempotency
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Message]:
-    """The body read, and the message that ended it: the last chunk, or a disconnect."""
+def _declared_length(scope: Scope) -> int:
+    """The Content-Length the request declares (0 if none or not a number)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, Message]:
+    """The body read, and the message that ended the reading: the last chunk, a disconnect,
+    or the chunk that took the body over `limit` (the rest is left unread)."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False) or size > limit:
             return b"".join(chunks), message
 
 
+def _complete(last: Message) -> bool:
+    return last["type"] == "http.request" and not last.get("more_body", False)
+
+
 def _replay(body: bytes, last: Message, receive: Receive) -> Receive:
-    """A receive that gives what was read again (as one chunk), then what the original gives."""
+    """A receive that gives what was read again (as one chunk), then what the original gives:
+    the disconnect that cut the body off, or the rest of a body left unread."""
     cut_off = last["type"] != "http.request"
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": cut_off}]
+    more = cut_off or last.get("more_body", False)
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": more}]
     if cut_off:
         pending.append(last)
     pending.reverse()
@@ -150,6 +175,21 @@ def _replay(body: bytes, last: Message, receive: Receive) -> Receive:
     return replayed
 
 
-def install(app: FastAPI) -> None:
-    """Add the layer; middleware added after it wraps it (the body limit must still apply)."""
-    app.add_middleware(FastCreate)
+class CourierApp(FastAPI):
+    """The FastAPI application with the fast layer in front of it (`install`)."""
+
+    fast: FastCreate | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.fast(scope, receive, send)
+
+    async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application itself, the fast layer's way on."""
+        await super().__call__(scope, receive, send)
+
+
+def install(app: CourierApp, max_body: int) -> None:
+    app.fast = FastCreate(app.behind, app.state, max_body)

@@ -24,6 +24,7 @@ PATH = "/v1/tenants/acme/commands"
 # FastAPI reads any application/*+json body as JSON; the fast layer leaves such requests to it,
 # so this content type sends the same request through the declared route.
 VIA_ROUTE = "application/merge-patch+json"
+MAX_BODY = 4096
 
 
 class Harness:
@@ -32,7 +33,7 @@ class Harness:
     def __init__(self, service: Service, rate_limit: float = 0.0) -> None:
         self.app = create_app(service, Metrics(), None, rate_limit=rate_limit, rate_burst=1)
         self.handed_on: list[tuple[Scope, bytes]] = []
-        self.layer = FastCreate(self.recorder)
+        self.layer = FastCreate(self.recorder, self.app.state, MAX_BODY)
 
     async def recorder(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = b""
@@ -188,7 +189,7 @@ async def test_other_routes_and_a_cut_off_body_are_handed_on(
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    harness.layer = FastCreate(cut_off)
+    harness.layer = FastCreate(cut_off, harness.app.state, MAX_BODY)
     scope: Scope = {"type": "http", "method": "POST", "path": PATH, "headers": [], "app": None}
     incoming: list[Message] = [{"type": "http.request", "body": cut[0], "more_body": True}]
 
@@ -203,6 +204,23 @@ async def test_other_routes_and_a_cut_off_body_are_handed_on(
     await harness.layer(scope, receive, send)
     assert sent[0]["status"] == 299
     assert len(harness.handed_on) == 4
+
+
+async def test_a_body_over_the_limit_is_handed_on_unread_past_the_limit(
+    service: tuple[Service, dict[str, str]],
+) -> None:
+    svc, keys = service
+    harness = Harness(svc)
+    auth = {"Authorization": f"Bearer {keys['execute']}"}
+    big = orjson.dumps({"devices": ["d1"], "command": "A", "args": {"x": "y" * MAX_BODY}})
+    # Declared too long: handed on before a byte is read.
+    declared = {**auth, "Content-Length": str(len(big))}
+    assert (await harness.post([big], declared))[0] == 299
+    # Streamed past the limit: handed on at the chunk that crossed it, the rest still to come.
+    chunks = [big[i : i + 1000] for i in range(0, len(big), 1000)]
+    assert (await harness.post(chunks, auth))[0] == 299
+    assert [body for _, body in harness.handed_on] == [big, big]
+    assert (await svc.store.list_executions("acme", ExecutionFilter(), 10, 0)).count == 0
 
 
 async def test_over_the_rate_it_is_handed_on_without_spending_a_token(
