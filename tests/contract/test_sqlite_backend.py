@@ -97,6 +97,22 @@ async def test_commits_reach_the_database_file_without_the_writer_checkpointing(
     await store.close()
 
 
+async def test_a_job_alone_that_fails_after_writing_leaves_nothing(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/c.db")
+    await store.open()
+
+    def failing(tx: Tx) -> None:
+        tx.insert_device(device("d1"))
+        raise UnknownDevices(["ghost"])
+
+    with pytest.raises(UnknownDevices):
+        await store.backend.write(failing)  # alone in its transaction: no savepoint
+    assert await store.find_device("d1") is None
+    await store.add_device(device("d2"))  # the writer goes on
+    assert await store.find_device("d2") is not None
+    await store.close()
+
+
 async def test_closed_store_refuses_work(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/c.db")
     with pytest.raises(StoreError, match="not open"):
