@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from courier.core.records import Change
 from courier.errors import CourierError, StoreError
 from courier.store.queries import migrations
+from courier.store.sqlite_many import STATEMENT_CACHE
 from courier.store.sqlite_tx import SqliteTx
 from courier.store.tx import ReadTx, Tx
 
@@ -48,7 +49,13 @@ class _Job:
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30.0,
+        cached_statements=STATEMENT_CACHE,
+    )
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 30000")

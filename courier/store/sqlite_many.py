@@ -2,9 +2,9 @@
 
 Python's sqlite3 gives up the GIL around every step of a statement, and `executemany` steps
 once per row. While the event loop thread is busy, the writer thread then waits for the GIL
-again after each row (measured: half of its time under REST load). A statement of 64 rows
-steps once, so the writer asks for the GIL once per 64 rows. Statements come in power-of-two
-sizes so that each is prepared once and stays in the connection's statement cache.
+again after each row (measured: half of its time under REST load). A statement of up to
+CHUNK rows steps once: n rows take n // CHUNK statements and one for the rest. Each size is
+prepared once and kept in the connection's statement cache (`STATEMENT_CACHE`).
 """
 
 from __future__ import annotations
@@ -14,20 +14,19 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
-SIZES = (64, 32, 16, 8, 4, 2, 1)
+CHUNK = 64
+STATEMENT_CACHE = 1024  # statements a connection keeps prepared: every size of each
 _insert_sql: dict[tuple[str, int], str] = {}
 _update_sql: dict[tuple[str, tuple[str, ...], int], str] = {}
 
 
 def _sized(rows: Sequence[tuple[Any, ...]]) -> list[tuple[int, list[Any]]]:
-    """The rows cut into chunks of SIZES, each as (size, its values in one flat list)."""
-    chunks: list[tuple[int, list[Any]]] = []
-    start, count = 0, len(rows)
-    for size in SIZES:
-        while count - start >= size:
-            chunks.append((size, list(chain.from_iterable(rows[start : start + size]))))
-            start += size
-    return chunks
+    """The rows cut into chunks of CHUNK and the rest, each as (size, its values in one
+    flat list)."""
+    return [
+        (len(chunk), list(chain.from_iterable(chunk)))
+        for chunk in (rows[start : start + CHUNK] for start in range(0, len(rows), CHUNK))
+    ]
 
 
 def multi_insert(one_row: str, size: int) -> str:

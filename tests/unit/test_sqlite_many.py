@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from courier.store.sqlite_many import SIZES, _sized, insert_rows, update_rows
+from courier.store.sqlite_many import CHUNK, _sized, insert_rows, update_rows
 
 ONE_ROW = "INSERT INTO t (id, n, x, s, b) VALUES (?, ?, ?, ?, ?)"
 
@@ -32,10 +32,10 @@ def rows(count: int) -> list[tuple[object, ...]]:
 def test_chunks_cover_every_row_once_in_order(count: int) -> None:
     data = rows(count)
     chunks = _sized(data)
-    assert all(size in SIZES for size, _ in chunks)
+    assert all(1 <= size <= CHUNK for size, _ in chunks)
     flat = [v for _, values in chunks for v in values]
     assert flat == [v for row in data for v in row]
-    assert len(chunks) <= count // SIZES[0] + len(SIZES) - 1
+    assert len(chunks) == -(-count // CHUNK)
 
 
 @pytest.mark.parametrize("count", [1, 5, 64, 65, 200])
@@ -48,7 +48,7 @@ def test_inserted_rows_are_those_of_one_statement_each_in_order(
     conn.set_trace_callback(None)
     stored = conn.execute("SELECT id, n, x, s, b FROM t ORDER BY seq").fetchall()
     assert stored == rows(count)
-    assert len(statements) <= count // SIZES[0] + len(SIZES) - 1
+    assert len(statements) == -(-count // CHUNK)
 
 
 def test_a_failing_row_fails_its_statement_and_is_reported(conn: sqlite3.Connection) -> None:
