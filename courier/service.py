@@ -12,7 +12,7 @@ import orjson
 
 from courier.broker_sync import BrokerSync
 from courier.clock import Clock
-from courier.coalesce import Coalescer
+from courier.coalesce import Coalescer, Take
 from courier.core.catalogue import Definition, check_timing, validate_args
 from courier.core.deferred import encode_key, new_device_key
 from courier.core.records import ApiKey, CommandRequest, Device, Dispatch, RetryPolicy
@@ -287,9 +287,9 @@ class Service:
         request = self.build_request(tenant, body, issued_by, definition, idempotency_key)
         return await self._creates.submit(await self._resolved(request))
 
-    async def _create_group(self, requests: list[CommandRequest]) -> list[Created | Exception]:
+    async def _create_group(self, take: Take[CommandRequest]) -> list[Created | Exception]:
         created = await self.store.create_requests(
-            requests, self.config.queue_bound, self.clock.now(), self._claim_cap
+            take, self.config.queue_bound, self.clock.now, self._claim_cap
         )
         return list(created)
 

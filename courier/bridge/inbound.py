@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from courier.core.records import Change, Ignored
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 Outcome = Change | Ignored
+# Replies, their messages, and what is done once they are committed.
+Batch = tuple[list[IncomingReply], list[Message], "asyncio.Future[None]"]
 
 
 class InboundHandler:
@@ -28,9 +31,8 @@ class InboundHandler:
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
-        self._pending: tuple[list[IncomingReply], list[Message], asyncio.Future[None]] | None
-        self._pending = None
-        self._writing = False  # a batch is being recorded; the next one waits for it
+        self._lock = threading.Lock()  # the store's writer thread takes the batch
+        self._pending: Batch | None = None  # the batch that waits to be taken
 
     async def handle(self, message: Message) -> None:
         pending = self.handle_nowait(message)
@@ -84,35 +86,39 @@ class InboundHandler:
         """Join the batch of replies that one store transaction will record; the future is
         done once it is committed (it fails if the store did: no PUBACK, redelivered).
 
-        The batch is flushed once the messages already received in this loop iteration have
-        joined it, so a burst of replies costs one transaction, not one each. While a batch
-        is being recorded the next one keeps growing, and goes when that one is committed:
-        the ACK and the result of a command then mostly share a transaction.
+        The batch is handed to the store once the messages already received in this loop
+        iteration have joined it, and closed only when its transaction starts (see
+        courier.coalesce): while the writer is busy, the batch keeps growing in its queue,
+        and is committed together with the commands created meanwhile.
         """
-        if self._pending is None:
-            loop = asyncio.get_running_loop()
-            self._pending = ([], [], loop.create_future())
-            if not self._writing:
+        with self._lock:
+            if self._pending is None:
+                loop = asyncio.get_running_loop()
+                self._pending = ([], [], loop.create_future())
                 loop.call_soon(self._flush)
-        items, messages, future = self._pending
-        items.append(item)
-        messages.append(message)
+            items, messages, future = self._pending
+            items.append(item)
+            messages.append(message)
         return future
 
     def _flush(self) -> None:
-        if self._pending is None or self._writing:
-            return
-        items, messages, future = self._pending
-        self._pending = None
-        self._writing = True
-        task = asyncio.ensure_future(
-            self.bridge.store.record_replies(items, self.bridge.clock.now())
-        )
+        taken: list[Batch] = []
+
+        def take() -> list[IncomingReply]:
+            """The batch, the first time; nothing after that (nor after it was given up)."""
+            with self._lock:
+                if taken or self._pending is None:
+                    return []
+                taken.append(self._pending)
+                self._pending = None
+            return taken[0][0]
+
+        clock = self.bridge.clock
+        task = asyncio.ensure_future(self.bridge.store.record_replies(take, clock.now))
 
         def done(finished: asyncio.Future[list[Outcome]]) -> None:
-            self._writing = False
-            if self._pending is not None:
-                asyncio.get_running_loop().call_soon(self._flush)
+            take()  # refused before it started: nothing else may take it now
+            _, messages, future = taken[0]
             if finished.cancelled():
                 future.cancel()
             elif (error := finished.exception()) is not None:

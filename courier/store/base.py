@@ -41,6 +41,24 @@ from courier.store.filters import DeviceFilter, ExecutionFilter, RequestFilter
 from courier.store.tx import ReadTx, Tx
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+# Items, or what takes them when the transaction starts (see courier.coalesce): items that
+# arrive while a write waits for the writer still join it.
+Gathered = Sequence[Item] | Callable[[], Sequence[Item]]
+
+
+# A time, or the clock to read once the items are taken (no item is newer than its write).
+Moment = float | Callable[[], float]
+
+
+def taken(items: Gathered[Item]) -> Sequence[Item]:
+    return items() if callable(items) else items
+
+
+def read(now: Moment) -> float:
+    return now() if callable(now) else now
+
+
 DocT = TypeVar("DocT", bound=Document)
 Listener = Callable[[Sequence[Change]], None]
 log = logging.getLogger(__name__)
@@ -166,11 +184,17 @@ class Store:
         )
 
     async def create_requests(
-        self, requests: Sequence[CommandRequest], queue_bound: int, now: float, in_flight_cap: int
+        self,
+        requests: Gathered[CommandRequest],
+        queue_bound: int,
+        now: Moment,
+        in_flight_cap: int,
     ) -> list[verbs.Created | CourierError]:
         """Many requests in one transaction; each result is its Created or its error."""
         return await self.backend.write(
-            lambda tx: verbs.create_requests(tx, requests, queue_bound, now, in_flight_cap)
+            lambda tx: verbs.create_requests(
+                tx, taken(requests), queue_bound, read(now), in_flight_cap
+            )
         )
 
     async def get_request(self, tenant: str, request_id: str) -> CommandRequest:
@@ -428,11 +452,11 @@ class Store:
         )
 
     async def record_replies(
-        self, replies: Sequence[verbs.IncomingReply], now: float
+        self, replies: Gathered[verbs.IncomingReply], now: Moment
     ) -> list[Change | Ignored]:
         """Replies in arrival order, one transaction; outcomes in the same order."""
         return await self.backend.write(
-            lambda tx: verbs.record_replies(tx, replies, now, self._rand)
+            lambda tx: verbs.record_replies(tx, taken(replies), read(now), self._rand)
         )
 
     async def fire_timers(self, now: float, limit: int) -> list[Change]:
