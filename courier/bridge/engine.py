@@ -57,6 +57,10 @@ class BridgeConfig:
     lwm2m_mountpoint: str = "lwm2m"
 
 
+# Commits with more changes than this are published after their writers are answered.
+PUBLISH_LATER_OVER = 200
+
+
 class Bridge:
     """Moves executions between the store and the broker."""
 
@@ -82,6 +86,8 @@ class Bridge:
         # Routes that may have QUEUED executions: a finished command frees a slot, which
         # only matters to a device with something waiting. The sweep covers what this misses.
         self._backlog: set[str] = set()
+        self._outbox: list[Change] = []  # committed changes to publish (commands, events)
+        self._outbox_due = False  # a later loop iteration publishes the outbox
         self._dirty_all = True
         self._wake_dispatch = asyncio.Event()
         self._wake_timers = asyncio.Event()
@@ -187,17 +193,18 @@ class Bridge:
         self._wake_timers.set()
 
     def on_changes(self, changes: Sequence[Change]) -> None:
-        """Store listener: count, notify upstream, owe cancel notices, and nudge the loops."""
+        """Store listener: count, publish (commands, upstream events, cancel notices), and
+        nudge the loops."""
         now = self.clock.now()
         loop = asyncio.get_running_loop()
-        published = 0
         # One commit may hold several changes of an execution (created, then sent at once):
         # what waits for dispatch is decided by where each one ends.
         final = {c.after.id: c.after.state for c in changes}
+        outbox = self._outbox
         for change in changes:
             before, after = change.before, change.after
-            if change.dispatch is not None:
-                published += self._publish_one(change.dispatch, now)
+            if change.dispatch is not None or change.state_changed:
+                outbox.append(change)
             if change.state_changed:
                 self.metrics.count_transition(
                     "NEW" if before is None else before.state.value, after.state.value
@@ -206,7 +213,6 @@ class Bridge:
                     self.metrics.observe_latency(
                         after.state.value, max(0.0, after.updated_at - after.created_at)
                     )
-                self._publish_event(change)
             if (
                 after.state is S.QUEUED
                 and (before is None or before.state is not S.QUEUED)
@@ -226,18 +232,41 @@ class Bridge:
             ):
                 self._dirty[after.route_id] = None
                 self._wake_dispatch.set()
-            if (
-                after.state is S.CANCELLED
-                and before is not None
-                and before.state is not S.CANCELLED
-                and before.attempt > 0
-            ):
-                self._send_cancel_notice(after.route_id, after.id)
             if after.wake_at is not None and (
                 self._next_timer is None or after.wake_at < self._next_timer
             ):
                 self._next_timer = after.wake_at
                 self._wake_timers.set()
+        if self._outbox_due:
+            return  # published in order with what is already waiting
+        if len(outbox) > PUBLISH_LATER_OVER:
+            # A big commit (a fan-out): its writer answers first, its publishing follows.
+            # The writer resumes one loop iteration after this listener, so two are needed.
+            self._outbox_due = True
+            loop.call_soon(loop.call_soon, self._publish_outbox)
+        else:
+            self._publish_outbox()
+
+    def _publish_outbox(self) -> None:
+        """The commands, upstream events and cancel notices of the commits heard, in commit
+        order (a command and the notice that cancels it never cross)."""
+        outbox, self._outbox = self._outbox, []
+        self._outbox_due = False
+        now = self.clock.now()
+        published = 0
+        for change in outbox:
+            before, after = change.before, change.after
+            if change.dispatch is not None:
+                published += self._publish_one(change.dispatch, now)
+            if change.state_changed:
+                self._publish_event(change)
+                if (
+                    after.state is S.CANCELLED
+                    and before is not None
+                    and before.state is not S.CANCELLED
+                    and before.attempt > 0
+                ):
+                    self._send_cancel_notice(after.route_id, after.id)
         if published:
             self.metrics.published.inc(published)
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from courier.bridge import Bridge, BridgeConfig
+from courier.bridge.engine import PUBLISH_LATER_OVER
 from courier.clock import FakeClock
 from courier.gateway import Agent, CommandContext
 from courier.metrics import Metrics
@@ -164,6 +165,32 @@ async def test_cancel_sends_a_notice_only_to_a_device_that_may_hold_it(rig: Rig)
         )
     notices = [m for m in rig.published("courier/devices/+/commands/+") if m.get("cancel")]
     assert notices == [{"id": sent.executions[0].id, "cancel": True}]
+
+
+async def test_a_big_commit_answers_its_writer_first_and_publishes_in_order(rig: Rig) -> None:
+    """A fan-out's commands go out after its writer has its answer; a cancel committed in
+    the meantime sends its notices only after the commands they cancel."""
+    count = PUBLISH_LATER_OVER // 2 + 1  # created and sent: two changes each
+    devices = [f"d{i}" for i in range(count)]
+    for device_id in devices:
+        await rig.store.add_device(device(device_id, online=False))
+        await rig.mark_online(device_id, rig.silent_device(device_id))
+    commands = "courier/devices/+/commands/+"
+    created = await rig.store.create_request(
+        request(devices, rig.clock), 100, rig.clock.now(), in_flight_cap=10
+    )
+    assert all(e.state is S.SENT for e in created.executions)
+    assert rig.published(commands) == []  # answered before anything was published
+    await rig.store.cancel_request("acme", created.request.id, "apikey:k", None, rig.clock.now())
+    await rig.settle()
+    published = rig.published(commands)
+    envelopes = [str(m["id"]) for m in published if not m.get("cancel")]
+    notices = [str(m["id"]) for m in published if m.get("cancel")]
+    assert sorted(envelopes) == sorted(notices) == sorted(e.id for e in created.executions)
+    assert published.index({"id": notices[0], "cancel": True}) >= len(envelopes)
+    states = [e["state"] for e in rig.published("courier/tenants/acme/events")]
+    assert states.count("SENT") == states.count("CANCELLED") == count
+    assert states.index("CANCELLED") > max(i for i, s in enumerate(states) if s == "SENT")
 
 
 @pytest.mark.parametrize(
