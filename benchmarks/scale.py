@@ -47,6 +47,13 @@ def generate(path: Path, executions: int, devices: int, per_request: int, tenant
     rng = random.Random(1)
     conn = connect(str(path), "OFF")
     migrate(conn)
+    # Indexes built once the rows are in (sorted in one pass) rather than row by row.
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        "AND tbl_name IN ('executions', 'requests')"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f"DROP INDEX {name}")
     q = load_queries("sqlite", **rows.FRAGMENTS)
     device_ids = [f"fleet-{i:05d}" for i in range(devices)]
     now = time.time() - 30 * 86400
@@ -121,6 +128,8 @@ def generate(path: Path, executions: int, devices: int, per_request: int, tenant
     conn.executemany(q["insert_execution"], batch_exec)
     conn.executemany(q["insert_event"], batch_events)
     conn.execute("COMMIT")
+    for _, sql in indexes:
+        conn.execute(sql)
     conn.execute("ANALYZE")
     conn.close()
 
