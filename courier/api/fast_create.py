@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from courier.api import problems
 from courier.api.auth import actor
 from courier.api.convert import request_out
+from courier.api.limits import declared_length
 from courier.errors import CourierError
 from courier.ids import TENANT_ID_PATTERN
 from courier.schemas.api import CommandRequestIn
@@ -47,7 +48,7 @@ class FastCreate:
         match = None
         if scope["type"] == "http" and scope["method"] == "POST":
             match = _CREATE.fullmatch(scope["path"])
-        if match is None or _declared_length(scope) > self.max_body:
+        if match is None or declared_length(scope) > self.max_body:
             await self.app(scope, receive, send)
             return
         body, last = await _read_body(receive, self.max_body)
@@ -127,14 +128,6 @@ def _ordinary(
     except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
         return None
     return tenant, secret.strip(), command, idempotency
-
-
-def _declared_length(scope: Scope) -> int:
-    """The Content-Length the request declares (0 if none or not a number)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, Message]:

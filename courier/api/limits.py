@@ -9,6 +9,14 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+def declared_length(scope: Scope) -> int:
+    """The Content-Length a request declares (0 if none or not a number)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 class BodyLimit:
     """Answers 413 to a body over `max_bytes`, by Content-Length or while it streams."""
 
@@ -26,10 +34,9 @@ class BodyLimit:
         if scope["type"] != "http" or self.exempt(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._too_large(send)
-                return
+        if declared_length(scope) > self.max_bytes:
+            await self._too_large(send)
+            return
         received = 0
         too_large = False
 

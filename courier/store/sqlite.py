@@ -99,7 +99,6 @@ class SqliteBackend:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        self._update_sql: dict[tuple[str, ...], str] = {}
         self._failure: BaseException | None = None
         self._committed = threading.Event()
         self._closing = threading.Event()
@@ -217,7 +216,7 @@ class SqliteBackend:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
-                tx = SqliteTx(conn, self._update_sql)
+                tx = SqliteTx(conn)
                 if not alone:
                     conn.execute("SAVEPOINT job")
                 try:
@@ -286,7 +285,7 @@ class SqliteBackend:
         conn = self._read_conn()
         conn.execute("BEGIN")
         try:
-            return fn(SqliteTx(conn, self._update_sql))
+            return fn(SqliteTx(conn))
         except sqlite3.Error as exc:
             raise StoreError(f"query failed: {exc}") from exc
         finally:

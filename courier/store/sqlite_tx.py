@@ -71,15 +71,14 @@ class SqliteTx:
     """Reads and writes on a connection; the caller owns BEGIN and COMMIT, and calls
     `flush` before it.
 
-    New requests, executions and events are written behind: kept in lists and inserted
-    with one `executemany` each when the transaction next reads (`conn` flushes them) or
-    ends, so a batch of many requests costs a few statements, not a few per request.
+    New requests, executions and events are written behind: kept in lists and inserted in
+    statements of many rows (`sqlite_many`) when the transaction next reads (`conn` flushes
+    them) or ends, so a batch of many requests costs a few statements, not a few per request.
     """
 
-    def __init__(self, conn: sqlite3.Connection, update_sql: dict[tuple[str, ...], str]) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.changes: list[Change] = []
-        self._update_sql = update_sql
         self._args: dict[str, tuple[dict[str, Any], float]] = {}
         self.cache: dict[Any, Any] = {}
         self._new_requests: list[tuple[Any, ...]] = []
@@ -306,18 +305,10 @@ class SqliteTx:
                 found[execution.id] = execution
         return found
 
-    def _update_statement(self, columns: tuple[str, ...]) -> str:
-        """The UPDATE of these columns (built once per set of columns)."""
-        sql = self._update_sql.get(columns)
-        if sql is None:
-            assignments = ", ".join(f"{c} = ?" for c in columns)
-            sql = self._update_sql[columns] = f"UPDATE executions SET {assignments} WHERE id = ?"
-        return sql
-
     def update_execution(self, before: Execution, after: Execution) -> None:
         diff = rows.execution_diff(before, after)
         if diff:
-            self.conn.execute(self._update_statement(tuple(diff)), (*diff.values(), after.id))
+            update_rows(self.conn, "executions", tuple(diff), [(*diff.values(), after.id)])
 
     def update_executions(self, pairs: Sequence[tuple[Execution, Execution]]) -> None:
         """Many updates; those that change the same columns share statements of many rows.

@@ -14,16 +14,14 @@ import pytest
 from courier.bridge import Bridge, BridgeConfig
 from courier.clock import FakeClock
 from courier.coalesce import Coalescer
-from courier.core.records import CommandRequest
 from courier.errors import UnknownDevices
 from courier.metrics import Metrics
 from courier.schemas.api import CommandRequestIn, DeviceIn
 from courier.schemas.states import ExecutionState
 from courier.service import Service, ServiceConfig
-from courier.store import ExecutionFilter, open_store
-from courier.store.base import Gathered, Moment, taken
+from courier.store import ExecutionFilter, Store, open_store
+from courier.store.base import Gathered, taken
 from courier.store.tx import Tx
-from courier.store.verbs import IncomingReply
 from courier.topics import Topics
 from courier.transport import ConnectOptions, Message
 from courier.transport.memory import MemoryBroker
@@ -54,6 +52,21 @@ class Recorder:
         if 99 in items:
             raise RuntimeError("the whole group failed")
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+
+def count_taken(store: Store, method: str, counts: list[int]) -> None:
+    """Wrap a gathering write of `store`: each transaction adds how many items it took."""
+    original = getattr(store, method)
+
+    async def counted(items: Gathered[Any], *args: Any) -> Any:
+        def take() -> Sequence[Any]:
+            found = taken(items)
+            counts.append(len(found))
+            return found
+
+        return await original(take, *args)
+
+    setattr(store, method, counted)
 
 
 async def test_calls_of_one_loop_iteration_share_a_group_and_get_their_own_results() -> None:
@@ -129,17 +142,7 @@ async def test_commands_created_at_once_share_one_store_transaction(tmp_path: Pa
         await service.register_device("acme", DeviceIn(id=device_id))
     await service.definition("acme", "PING")  # cached, as it is for a busy command
     writes: list[int] = []
-    create_requests = store.create_requests
-
-    async def counted(requests: Gathered[CommandRequest], *args: Any) -> Any:
-        def take() -> Sequence[CommandRequest]:
-            items = taken(requests)
-            writes.append(len(items))
-            return items
-
-        return await create_requests(take, *args)
-
-    store.create_requests = counted  # type: ignore[method-assign,assignment]
+    count_taken(store, "create_requests", writes)
     bodies = [["d1"], ["d2"], ["ghost"], ["d1", "d2"]]
     outcomes = await asyncio.gather(
         *(
@@ -169,17 +172,7 @@ async def test_commands_created_while_the_writer_is_busy_join_one_transaction(
     await service.register_device("acme", DeviceIn(id="d1"))
     await service.definition("acme", "PING")
     writes: list[int] = []
-    create_requests = store.create_requests
-
-    async def counted(requests: Gathered[CommandRequest], *args: Any) -> Any:
-        def take() -> Sequence[CommandRequest]:
-            items = taken(requests)
-            writes.append(len(items))
-            return items
-
-        return await create_requests(take, *args)
-
-    store.create_requests = counted  # type: ignore[method-assign,assignment]
+    count_taken(store, "create_requests", writes)
     hold = threading.Event()
 
     def busy(tx: Tx) -> None:
@@ -223,17 +216,7 @@ async def test_replies_received_while_the_writer_is_busy_join_one_transaction(
     transport = MemoryBroker().transport(ConnectOptions(client_id="courier"))
     bridge = Bridge(store, transport, BridgeConfig(), clock, Metrics())
     recorded: list[int] = []
-    record_replies = store.record_replies
-
-    async def counted(replies: Gathered[IncomingReply], now: Moment) -> Any:
-        def take() -> Sequence[IncomingReply]:
-            items = taken(replies)
-            recorded.append(len(items))
-            return items
-
-        return await record_replies(take, now)
-
-    store.record_replies = counted  # type: ignore[method-assign]
+    count_taken(store, "record_replies", recorded)
     hold = threading.Event()
     holding = asyncio.ensure_future(store.backend.write(lambda tx: hold.wait(10)))
     await asyncio.sleep(0.05)
