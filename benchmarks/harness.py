@@ -9,7 +9,7 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
@@ -132,6 +132,7 @@ class EventWatch:
         self.topic = Topics(prefix).events(tenant)
         self.ended: dict[str, float] = {}
         self.states: dict[str, str] = {}
+        self.on_end: Callable[[str], None] | None = None  # each execution, when it first ends
         self._waiters: list[tuple[int, asyncio.Event]] = []
         self.transport = GmqttTransport(
             ConnectOptions(
@@ -145,8 +146,12 @@ class EventWatch:
         async def seen(message: Message) -> None:
             event = orjson.loads(message.payload)
             if event["state"] in self.TERMINAL:
-                self.ended.setdefault(event["execution"], loop.time())
-                self.states[event["execution"]] = event["state"]
+                execution = event["execution"]
+                if execution not in self.ended:
+                    self.ended[execution] = loop.time()
+                    if self.on_end is not None:
+                        self.on_end(execution)
+                self.states[execution] = event["state"]
                 for target, waiter in self._waiters:
                     if len(self.ended) >= target:
                         waiter.set()
@@ -165,6 +170,7 @@ class EventWatch:
         self.ended.clear()
         self.states.clear()
         self._waiters.clear()
+        self.on_end = None
 
     async def stop(self) -> None:
         await self.transport.disconnect()

@@ -30,7 +30,7 @@ def test_a_quick_bench_prints_every_figure(tmp_path: Path) -> None:
             "bench",
             "--quick",
             "--only",
-            "raw,service,fanout",
+            "raw,service,rest,fanout",
             "--json",
             str(out),
         ],
@@ -44,8 +44,12 @@ def test_a_quick_bench_prints_every_figure(tmp_path: Path) -> None:
     for window in (10, 100, 1000):
         assert figures[f"raw/{window}"]["per_s"] > 0
         assert figures[f"service/{window}"]["per_s"] > 0
+    for window in (100, 1000):
+        assert figures[f"rest/{window}"]["per_s"] > 0
+        assert figures[f"raw_rest/{window}"]["per_s"] > 0
     assert figures["fanout"]["succeeded"] == 1000
     assert "ratio" in result.stdout
+    assert "measured just before the REST runs" in result.stdout
 
 
 async def test_the_scale_store_answers_every_timed_query(tmp_path: Path) -> None:
