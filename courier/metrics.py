@@ -53,12 +53,13 @@ class Metrics:
         )
         self.http_requests = Counter(
             "courier_http_requests",
-            "HTTP requests by route and status.",
-            ["route", "status"],
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
             registry=r,
         )
 
         self._transition_children: dict[tuple[str, str], Any] = {}
+        self._http_children: dict[tuple[str, str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
 
     def count_transition(self, from_state: str, to_state: str) -> None:
@@ -73,6 +74,13 @@ class Metrics:
         if child is None:
             child = self._latency_children[state] = self.latency.labels(state)
         child.observe(seconds)
+
+    def count_http(self, method: str, route: str, status: str) -> None:
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_requests.labels(*key)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,6 +30,8 @@ from courier.schemas.api import CommandRequestIn
 from courier.schemas.common import strict_json
 
 _CREATE = re.compile(r"/v1/tenants/([^/]+)/commands")
+CREATE_ROUTE = "/v1/tenants/{tenant}/commands"
+ROUTE_KEY = "courier.route"  # the scope key naming the route that answered, for metrics
 _TENANT = re.compile(TENANT_ID_PATTERN)
 _JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
 _READ = frozenset((b"authorization", b"idempotency-key", b"content-type"))
@@ -83,6 +85,7 @@ class FastCreate:
         try:
             created = await service.create_command(tenant, command, actor(key), idempotency_key)
         except CourierError as exc:
+            scope[ROUTE_KEY] = CREATE_ROUTE
             response = await problems.courier_error(Request(scope, receive), exc)
             await response(scope, receive, send)
             return True
@@ -93,6 +96,7 @@ class FastCreate:
         ]
         if created.replayed:
             headers.append((b"idempotent-replayed", b"true"))
+        scope[ROUTE_KEY] = CREATE_ROUTE
         await send({"type": "http.response.start", "status": 201, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
         return True
@@ -169,11 +173,34 @@ def _replay(body: bytes, last: Message, receive: Receive) -> Receive:
 
 
 class CourierApp(FastAPI):
-    """The FastAPI application with the fast layer in front of it (`install`)."""
+    """The FastAPI application with the fast layer in front of it (`install`); every HTTP
+    request it answers is counted in `courier_http_requests` when the state has metrics."""
 
     fast: FastCreate | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = getattr(self.state, "metrics", None)
+        if scope["type"] != "http" or metrics is None:
+            await self._answer(scope, receive, send)
+            return
+        status = ""
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        try:
+            await self._answer(scope, receive, sending)
+        except BaseException:
+            status = status or "500"
+            raise
+        finally:
+            # A client gone before any answer has no status: "none".
+            metrics.count_http(scope["method"], route_of(scope), status or "none")
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fast is None:
             await super().__call__(scope, receive, send)
         else:
@@ -182,6 +209,16 @@ class CourierApp(FastAPI):
     async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The application itself, the fast layer's way on."""
         await super().__call__(scope, receive, send)
+
+
+def route_of(scope: Scope) -> str:
+    """The template of the route that answered (never the raw path: ids would make a label
+    per device), or "unmatched"."""
+    named = scope.get(ROUTE_KEY)
+    if named is not None:
+        return str(named)
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
 def install(app: CourierApp, max_body: int) -> None:

@@ -503,3 +503,29 @@ async def test_operations_endpoints_and_openapi(api: Api) -> None:
     ):
         assert route in paths, route
     problem(await api.client.get("/v1/nothing-here"), 404)
+
+
+def http_count(text: str, method: str, route: str, status: str) -> float:
+    line = f'courier_http_requests_total{{method="{method}",route="{route}",status="{status}"}} '
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0][len(line) :]) if found else 0.0
+
+
+async def test_http_requests_are_counted_by_route_template_and_status(api: Api) -> None:
+    await api.device("d1")
+    assert (await api.command(["d1"])).status_code == 201  # the fast create layer
+    assert (await api.command(["d1"], priority="high")).status_code == 422  # the full route
+    assert (await api.call("GET", "/v1/tenants/acme/devices/d1")).status_code == 200
+    assert (await api.call("GET", "/v1/tenants/acme/devices/nobody")).status_code == 404
+    assert (await api.client.get("/v1/nothing-here")).status_code == 404
+    text = (await api.client.get("/metrics")).text
+    commands = "/v1/tenants/{tenant}/commands"
+    device = "/v1/tenants/{tenant}/devices/{device_id}"
+    assert http_count(text, "POST", "/v1/tenants/{tenant}/devices", "201") == 1
+    assert http_count(text, "POST", commands, "201") == 1
+    assert http_count(text, "POST", commands, "422") == 1
+    assert http_count(text, "GET", device, "200") == 1
+    assert http_count(text, "GET", device, "404") == 1
+    assert http_count(text, "GET", "unmatched", "404") == 1
+    assert "nobody" not in text  # route templates, never raw paths
+    assert "/devices/d1" not in text
