@@ -82,10 +82,10 @@ class FastCreate:
             return False
         if state.rate_limiter.check(key.id, service.clock.now()) > 0:
             return False
+        scope[ROUTE_KEY] = CREATE_ROUTE  # answered here from now on, whatever the outcome
         try:
             created = await service.create_command(tenant, command, actor(key), idempotency_key)
         except CourierError as exc:
-            scope[ROUTE_KEY] = CREATE_ROUTE
             response = await problems.courier_error(Request(scope, receive), exc)
             await response(scope, receive, send)
             return True
@@ -96,7 +96,6 @@ class FastCreate:
         ]
         if created.replayed:
             headers.append((b"idempotent-replayed", b"true"))
-        scope[ROUTE_KEY] = CREATE_ROUTE
         await send({"type": "http.response.start", "status": 201, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
         return True
