@@ -62,12 +62,12 @@ class Metrics:
         self._http_children: dict[tuple[str, str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
 
-    def count_transition(self, from_state: str, to_state: str) -> None:
+    def count_transition(self, from_state: str, to_state: str, count: int = 1) -> None:
         key = (from_state, to_state)
         child = self._transition_children.get(key)
         if child is None:
             child = self._transition_children[key] = self.transitions.labels(*key)
-        child.inc()
+        child.inc(count)
 
     def observe_latency(self, state: str, seconds: float) -> None:
         child = self._latency_children.get(state)

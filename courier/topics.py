@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from courier.errors import ConfigError
 from courier.ids import is_device_id
+from courier.record import record
 
 
 class TopicKind(StrEnum):
@@ -19,7 +20,7 @@ class TopicKind(StrEnum):
     EVENTS = "events"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ParsedTopic:
     kind: TopicKind
     device: str | None = None

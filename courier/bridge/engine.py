@@ -201,17 +201,18 @@ class Bridge:
         # what waits for dispatch is decided by where each one ends.
         final = {c.after.id: c.after.state for c in changes}
         outbox = self._outbox
+        transitions: dict[tuple[str, str], int] = {}  # counted once per commit, not per change
         for change in changes:
             before, after = change.before, change.after
-            if change.dispatch is not None or change.state_changed:
+            state_changed = before is None or before.state != after.state
+            if state_changed or change.dispatch is not None:
                 outbox.append(change)
-            if change.state_changed:
-                self.metrics.count_transition(
-                    "NEW" if before is None else before.state.value, after.state.value
-                )
+            if state_changed:
+                key = ("NEW" if before is None else before.state, after.state)
+                transitions[key] = transitions.get(key, 0) + 1
                 if after.state in TERMINAL:
                     self.metrics.observe_latency(
-                        after.state.value, max(0.0, after.updated_at - after.created_at)
+                        after.state, max(0.0, after.updated_at - after.created_at)
                     )
             if (
                 after.state is S.QUEUED
@@ -237,6 +238,8 @@ class Bridge:
             ):
                 self._next_timer = after.wake_at
                 self._wake_timers.set()
+        for (from_state, to_state), count in transitions.items():
+            self.metrics.count_transition(from_state, to_state, count)
         if self._outbox_due:
             return  # published in order with what is already waiting
         if len(outbox) > PUBLISH_LATER_OVER:

@@ -11,14 +11,15 @@ from courier.core.records import Change
 
 
 def event_body(change: Change) -> dict[str, Any]:
+    """The event as JSON values (states are StrEnum members: orjson writes their values)."""
     after, event = change.after, change.event
     body: dict[str, Any] = {
         "execution": after.id,
         "request": after.request_id,
         "device": after.device_id,
         "command": after.command,
-        "from": None if change.before is None else change.before.state.value,
-        "state": after.state.value,
+        "from": None if change.before is None else change.before.state,
+        "state": after.state,
         "attempt": after.attempt,
         "at": isoformat(event.at),
         "actor": event.actor,

@@ -124,17 +124,20 @@ class InboundHandler:
             elif (error := finished.exception()) is not None:
                 future.set_exception(error)
             else:
+                applied = 0
                 for message, outcome in zip(messages, finished.result(), strict=True):
-                    self._count(message, outcome)
+                    if isinstance(outcome, Change):
+                        applied += 1
+                    else:
+                        self._count_refused(message, outcome)
+                if applied:
+                    self.bridge.metrics.replies.labels("applied").inc(applied)
                 future.set_result(None)
 
         task.add_done_callback(done)
 
-    def _count(self, message: Message, outcome: Outcome) -> None:
-        """Metrics and logs of a recorded reply."""
-        if isinstance(outcome, Change):
-            self.bridge.metrics.replies.labels("applied").inc()
-            return
+    def _count_refused(self, message: Message, outcome: Ignored) -> None:
+        """Metrics and logs of a reply the store did not apply."""
         why = outcome.why
         if why in ("unknown execution", "foreign execution"):
             self._reject_why(message, "reply", why)

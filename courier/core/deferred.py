@@ -12,7 +12,6 @@ import binascii
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -20,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from courier.errors import InvalidInput
+from courier.record import record
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -59,7 +59,7 @@ class ReplayCacheFull(PayloadRejected):
     replay, so no new payload is accepted until one expires (or the capacity is raised)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeferredPayload:
     ts: int
     sta: int

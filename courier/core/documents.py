@@ -3,13 +3,15 @@ LwM2M observations."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields
 from typing import Any, ClassVar, TypeVar
+
+from courier.record import record
 
 D = TypeVar("D", bound="Document")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Document:
     """A record with an id, a tenant and a name, stored as JSON."""
 
@@ -38,7 +40,7 @@ class Document:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredFile(Document):
     kind: ClassVar[str] = "file"
     size: int = 0
@@ -47,7 +49,7 @@ class StoredFile(Document):
     execution_id: str | None = None  # a file a device uploaded for this execution
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SoftwareUpdate(Document):
     kind: ClassVar[str] = "software_update"
     version: str = ""
@@ -56,7 +58,7 @@ class SoftwareUpdate(Document):
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Setting(Document):
     kind: ClassVar[str] = "setting"
     unique_names: ClassVar[bool] = True
@@ -64,7 +66,7 @@ class Setting(Document):
     updated_at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredCommand(Document):
     """A saved invocation: a command with its arguments and options, run by its id."""
 
@@ -76,7 +78,7 @@ class StoredCommand(Document):
     ttl: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServiceUser(Document):
     """A tenant's MQTT user for its requests and events topics; its name is the username."""
 
@@ -85,7 +87,7 @@ class ServiceUser(Document):
     password_hash: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Observation(Document):
     """An LwM2M observation: from its observe execution (the id) until an observe_stop.
     Its name is "device path"."""
@@ -96,7 +98,7 @@ class Observation(Document):
     stopped_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Lwm2mRegistration(Document):
     """An LwM2M endpoint's registration (its id and name are the device id): online until
     `until`, unless an update extends it. Kept so that a restart still expires it."""

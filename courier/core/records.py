@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from courier.core.schedule import Schedule
+from courier.record import record
 from courier.schemas.states import ExecutionState
 
 
@@ -44,7 +45,7 @@ class DeviceType(StrEnum):
     ALL = "all"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RetryPolicy:
     max_attempts: int = 3
     on: RetryOn = RetryOn.TIMEOUT
@@ -53,7 +54,7 @@ class RetryPolicy:
     max_delay: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Device:
     id: str
     tenant: str
@@ -72,7 +73,7 @@ class Device:
     payload_key: str | None = None  # Base64 AES-256 key of its secure deferred payloads
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rollout:
     """A gradual delivery: at most `max_per_minute` sends a minute, and an abort rule."""
 
@@ -88,7 +89,7 @@ class Rollout:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TargetFilter:
     """DYNAMIC targets: candidates (these devices and groups' members, else every device of
     the tenant) narrowed by labels (all must match), kind and presence."""
@@ -119,7 +120,7 @@ class TargetFilter:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Group:
     id: str
     tenant: str
@@ -129,13 +130,13 @@ class Group:
     size: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tenant:
     id: str
     timezone: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommandRequest:
     """What an upstream asked once; its executions carry it to each device."""
 
@@ -217,7 +218,7 @@ class Event(NamedTuple):
     data: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Dispatch:
     """An execution just marked SENT, with what its envelope needs."""
 
@@ -226,7 +227,7 @@ class Dispatch:
     request_created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Change:
     """A decision to persist: the execution after it, and the event that explains it."""
 
@@ -240,7 +241,7 @@ class Change:
         return self.before is None or self.before.state != self.after.state
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ignored:
     """A reply or update that changes nothing; `event` is kept in history when set."""
 
@@ -248,7 +249,7 @@ class Ignored:
     event: Event | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ApiKey:
     id: str
     tenant: str
@@ -263,7 +264,7 @@ class ApiKey:
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Page(Generic[T]):
     count: int
     results: list[T]

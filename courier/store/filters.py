@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from courier.record import record
 from courier.schemas.states import ExecutionState
 
 COUNT_CAP = 10_000
 """Lists count their matches exactly up to this many; past it they say the count is capped."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecutionFilter:
     request_ids: tuple[str, ...] = ()
     device_ids: tuple[str, ...] = ()
@@ -21,7 +20,7 @@ class ExecutionFilter:
     until: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RequestFilter:
     command: str | None = None
     command_type: str | None = None
@@ -32,7 +31,7 @@ class RequestFilter:
     until: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeviceFilter:
     online: bool | None = None
     kind: str | None = None

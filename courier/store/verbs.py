@@ -6,7 +6,7 @@ Each verb loads rows, asks courier.core.lifecycle what changes, and persists the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from courier.core import lifecycle
@@ -34,6 +34,7 @@ from courier.errors import (
     QueueFull,
 )
 from courier.ids import new_id
+from courier.record import record
 from courier.schemas.states import IN_FLIGHT, PENDING, TERMINAL, ExecutionState
 from courier.store import documents, fleet
 from courier.store.tx import ReadTx, Tx
@@ -42,7 +43,7 @@ IDEMPOTENCY_WINDOW = 24 * 3600.0
 Rand = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Created:
     request: CommandRequest
     executions: list[Execution]
@@ -198,7 +199,7 @@ def set_attached_presence(
 # --- requests -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Known:
     """What the requests of one transaction share: their devices, read once, and each
     device's unfinished executions per state, kept up to date as executions are created."""
@@ -552,7 +553,7 @@ def record_reply(
     return outcome
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IncomingReply:
     route_id: str
     execution_id: str

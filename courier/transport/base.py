@@ -15,9 +15,10 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from courier.errors import ConfigError
+from courier.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Message:
     topic: str
     payload: bytes
