@@ -48,6 +48,19 @@ class _Job:
         self.future = future
 
 
+def _null(value: None) -> None:
+    return None
+
+
+# sqlite3 binds exact int, float, str and bytes directly; any other value (None, bool) is
+# first offered to the adapters, and with none registered two attribute look-ups fail, each
+# raising and clearing an AttributeError: 0.2 us per parameter, some 20 parameters per
+# command. A registered adapter is found in one dict look-up; what is bound is unchanged
+# (NULL, 0 or 1).
+sqlite3.register_adapter(type(None), _null)
+sqlite3.register_adapter(bool, int)
+
+
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path,

@@ -69,3 +69,21 @@ def test_updates_change_exactly_the_rows_named(conn: sqlite3.Connection, count: 
             assert found[str(row[0])] == (f"new{index // 2}", -(index // 2))
         else:
             assert found[str(row[0])] == (row[3], row[1])
+
+
+def test_none_and_bool_bind_as_null_and_integers_through_their_adapters(tmp_path: Path) -> None:
+    from courier.store.sqlite import connect
+
+    assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters
+    assert (bool, sqlite3.PrepareProtocol) in sqlite3.adapters
+    conn = connect(str(tmp_path / "adapt.db"), "FULL")
+    conn.execute("CREATE TABLE a (x, y, z)")
+    insert_rows(conn, "INSERT INTO a (x, y, z) VALUES (?, ?, ?)", [(None, True, False)] * 3)
+    assert (
+        conn.execute("SELECT x, typeof(x), y, typeof(y), z FROM a").fetchall()
+        == [(None, "null", 1, "integer", 0)] * 3
+    )
+    assert conn.execute("SELECT count(*) FROM a WHERE x IS NULL AND y = ?", (True,)).fetchone() == (
+        3,
+    )
+    conn.close()
