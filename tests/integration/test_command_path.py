@@ -76,6 +76,42 @@ async def test_rest_to_device_to_succeeded_with_output_and_full_history(courier:
     assert agent.runs[eid] == 1
 
 
+async def test_transitions_replies_and_latencies_are_counted_for_every_command(
+    courier: Courier,
+) -> None:
+    device_id = await register(courier, "counted")
+    agent = courier.agent(device_id)
+
+    @agent.handler("REBOOT")
+    async def reboot(ctx: CommandContext) -> None:
+        return None
+
+    await agent.start()
+    ids = [await send(courier, device_id) for _ in range(5)]
+    for eid in ids:
+        await wait_state(courier, eid, S.SUCCEEDED)
+    metrics = courier.metrics
+
+    def counted() -> bool:
+        return bool(metrics.replies.labels("applied")._value.get() == 10)
+
+    await eventually(counted, what="ten applied replies (an ACK and a result each)")
+    transitions = {
+        key: metrics.transitions.labels(*key)._value.get()
+        for key in [
+            ("NEW", "QUEUED"),
+            ("QUEUED", "SENT"),
+            ("SENT", "ACKNOWLEDGED"),
+            ("ACKNOWLEDGED", "SUCCEEDED"),
+        ]
+    }
+    assert transitions == dict.fromkeys(transitions, 5.0)
+    (family,) = metrics.latency.collect()
+    samples = {s.name: s.value for s in family.samples if "le" not in s.labels}
+    assert samples["courier_execution_seconds_count"] == 5.0
+    await agent.stop()
+
+
 async def test_offline_device_gets_its_queued_command_when_it_connects(courier: Courier) -> None:
     device_id = await register(courier, "late")
     eid = await send(courier, device_id)
