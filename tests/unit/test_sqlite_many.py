@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from courier.store.sqlite import connect
 from courier.store.sqlite_many import CHUNK, _sized, insert_rows, update_rows
 
 ONE_ROW = "INSERT INTO t (id, n, x, s, b) VALUES (?, ?, ?, ?, ?)"
@@ -72,8 +73,6 @@ def test_updates_change_exactly_the_rows_named(conn: sqlite3.Connection, count: 
 
 
 def test_none_and_bool_bind_as_null_and_integers_through_their_adapters(tmp_path: Path) -> None:
-    from courier.store.sqlite import connect
-
     assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters
     assert (bool, sqlite3.PrepareProtocol) in sqlite3.adapters
     conn = connect(str(tmp_path / "adapt.db"), "FULL")
