@@ -72,6 +72,20 @@ def note(
     return _event(execution, execution, now, actor, reason, kind, data)
 
 
+_FIELD = {name: index for index, name in enumerate(Execution._fields)}
+
+
+def _replaced(execution: Execution, now: float, fields: dict[str, Any]) -> Execution:
+    """`execution._replace(updated_at=now, **fields)`, half the cost: `_replace` looks every
+    one of the 29 fields up in the keywords; this sets only those given (every transition
+    of every command comes here)."""
+    values = list(execution)
+    values[_FIELD["updated_at"]] = now
+    for name, value in fields.items():
+        values[_FIELD[name]] = value
+    return Execution._make(values)
+
+
 def _change(
     before: Execution,
     now: float,
@@ -84,7 +98,7 @@ def _change(
     target = fields.get("state", before.state)
     if target != before.state and not can_transition(before.state, target):
         raise IllegalTransition(before.state, target)
-    after = before._replace(updated_at=now, **fields)
+    after = _replaced(before, now, fields)
     return Change(before, after, _event(before, after, now, actor, note, kind, data))
 
 

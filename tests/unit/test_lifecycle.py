@@ -241,3 +241,18 @@ def test_rest_state_updates() -> None:
         lifecycle.update_state(e, S.QUEUED, NOW, 0.5, "k")
     with pytest.raises(IllegalTransition):
         lifecycle.update_state(fresh(), S.TIMED_OUT, NOW, 0.5, "k")
+
+
+def test_a_change_replaces_exactly_the_fields_it_names_and_the_update_time() -> None:
+    before = sent()
+    fields: dict[str, Any] = {
+        "state": S.ACKNOWLEDGED,
+        "reason": "ok",
+        "ack_deadline": None,
+        "attempt": 3,
+    }
+    after = lifecycle._replaced(before, NOW + 5, fields)
+    assert after == before._replace(updated_at=NOW + 5, **fields)
+    assert type(after) is Execution
+    with pytest.raises(KeyError):
+        lifecycle._replaced(before, NOW, {"no_such_field": 1})
