@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.instructions [--commands 2000] [--in-flight 1000]
 
 Commands per second on a shared machine move by a fifth from one run to the next; the
-instructions the Courier process executes for the same work do not (two runs agree within
-0.2 %), so this is the figure to compare two versions of the code with. Courier runs in a
+instructions the Courier process executes for the same work hardly do (two runs agree
+within 0.2 %; the figure per command, a difference of two runs, within a few per cent), so
+this is the figure to compare two versions of the code with. Courier runs in a
 process under `valgrind --tool=callgrind` (about 100 times slower), the broker and the
 simulated devices outside it. Two runs, of N and 2N commands after the same start-up: their
 difference divided by N is what one command costs, start-up and shutdown left out.
