@@ -204,7 +204,7 @@ class Bridge:
         transitions: dict[tuple[str, str], int] = {}  # counted once per commit, not per change
         for change in changes:
             before, after = change.before, change.after
-            state_changed = before is None or before.state != after.state
+            state_changed = change.state_changed  # read once: a property
             if state_changed or change.dispatch is not None:
                 outbox.append(change)
             if state_changed:
