@@ -43,7 +43,9 @@ def check_timezone(value: str | None) -> str | None:
 
 
 MAX_DEPTH = 64
-_LONG_NUMBER = re.compile(rb"\d{19}")  # 18 digits and fewer always fit in 64 bits
+_LONG_DIGITS = 19  # 18 digits and fewer always fit in 64 bits
+_LONG_NUMBER = re.compile(rb"\d{%d}" % _LONG_DIGITS)
+_DIGITS = b"0123456789"
 INT_RANGE = (-(2**63), 2**64 - 1)  # what the store's JSON encoder writes exactly
 
 
@@ -76,9 +78,13 @@ def strict_json(data: bytes | str) -> Any:
     (orjson's is one) otherwise."""
     value = orjson.loads(data)
     raw = data.encode() if isinstance(data, str) else data
-    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH and _LONG_NUMBER.search(raw) is None:
-        # Too few brackets to nest too deep, and no number long enough to leave 64 bits:
-        # the walk below cannot find anything (most payloads are like this).
+    if (len(raw) < 2 * (MAX_DEPTH + 1) or raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH) and (
+        len(raw) - len(raw.translate(None, _DIGITS)) < _LONG_DIGITS
+        or _LONG_NUMBER.search(raw) is None
+    ):
+        # Too short or too few brackets to nest too deep, and too few digits or no run of
+        # them long enough to leave 64 bits: the walk below cannot find anything (most
+        # payloads are like this; counting digits is a third of the pattern's cost).
         return value
     depth, floats = json_depth(value)
     if depth > MAX_DEPTH:

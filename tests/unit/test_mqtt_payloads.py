@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from courier.core.records import Dispatch
 from courier.errors import InvalidInput
+from courier.schemas.common import strict_json
 from courier.schemas.mqtt import (
     CommandEnvelope,
+    Reply,
     cancel_bytes,
     decode_presence,
     decode_reply,
@@ -89,3 +96,59 @@ def test_envelope_matches_the_spec() -> None:
 
 def test_cancel_notice() -> None:
     assert orjson.loads(cancel_bytes("e1")) == {"id": "e1", "cancel": True}
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=105),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.sampled_from(["ACKNOWLEDGED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "QUEUED", ""]),
+    st.text(max_size=3),
+    st.just("r" * 1025),
+    st.lists(st.integers(-9, 9), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(-9, 9), max_size=2),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from([*Reply.model_fields, "extra"]), _values, max_size=6))
+def test_a_reply_is_decoded_as_the_model_decodes_it(body: dict[str, object]) -> None:
+    payload = orjson.dumps(body)
+    try:
+        model = Reply.model_validate(orjson.loads(payload))
+    except ValidationError:
+        with pytest.raises(InvalidInput) as info:
+            decode_reply(payload, 1 << 16)
+        assert info.value.extra["why"] == "invalid"
+        return
+    decoded = decode_reply(payload, 1 << 16)
+    assert (decoded.state, decoded.reason, decoded.progress, decoded.output, decoded.attempt) == (
+        model.state,
+        model.reason,
+        model.progress,
+        model.output,
+        model.attempt,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (b"[" * 64 + b"]" * 64, True),  # as deep as may be kept, in the fewest bytes
+        (b"[" * 65 + b"]" * 65, False),
+        (b'{"a": ' * 65 + b"1" + b"}" * 65, False),
+        (b"[%d]" % (2**64 - 1), True),
+        (b"[%d]" % 2**64, False),
+        (b"[-%d]" % (2**63 + 1), False),
+        (b'{"n": 1.5, "m": %d}' % 2**70, False),
+        (b'["1234567890123456789012", 1, 2]', True),  # many digits, in a string
+        (b'{"id": "0190b4c2-1234-7567-8890-123456789012", "n": 123456789012345678}', True),
+    ],
+)
+def test_json_courier_cannot_keep_is_refused(text: bytes, kept: bool) -> None:
+    if kept:
+        assert strict_json(text) == orjson.loads(text)
+    else:
+        with pytest.raises(json.JSONDecodeError):
+            strict_json(text)

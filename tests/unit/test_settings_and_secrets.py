@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from courier import ids as ids_module
 from courier.api.limits import RateLimiter
 from courier.clock import isoformat
 from courier.credentials import (
@@ -118,6 +119,7 @@ def test_rate_limiter() -> None:
 )
 def test_device_ids(value: str, ok: bool, why: str) -> None:
     assert is_device_id(value) is ok
+    assert is_device_id(value) is ok  # the second time from the ids kept
     if not ok:
         assert why in describe_bad_device_id(value)
 
@@ -133,3 +135,21 @@ def test_new_ids_sort_by_creation() -> None:
 def test_fast_isoformat_matches_datetime(ts: float) -> None:
     expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
     assert isoformat(ts) == expected.replace("+00:00", "Z")
+
+
+def test_isoformat_keeps_answering_right_after_its_memory_is_full() -> None:
+    times = [1_800_000_000 + i * 0.0137 for i in range(10_000)]
+    first = [isoformat(t) for t in times]
+    again = [isoformat(t) for t in reversed(times)]
+    assert again[::-1] == first
+    for t, text in zip(times[::997], first[::997], strict=True):
+        assert text == datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def test_device_id_memory_stays_bounded_and_right() -> None:
+    ids = [f"dev-{i}" for i in range(70_000)]
+    assert all(is_device_id(i) for i in ids)
+    assert not is_device_id("dev/1")
+    assert not is_device_id("dev/1")  # a refused id is never kept
+    assert all(is_device_id(i) for i in ids[:100])
+    assert len(ids_module._known_ids) <= ids_module._KNOWN_IDS_KEPT
