@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
+from collections import deque
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
@@ -13,36 +13,39 @@ TENANT_ID_PATTERN = DEVICE_ID_PATTERN
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
-class _RandomPool(threading.local):
-    """Bytes of os.urandom, fetched a few kilobytes at a time: one system call per 400 ids,
-    not one each. One pool per thread, emptied in a forked child, so no two ids share."""
-
-    block = b""
-    used = 0
-
-    def take(self, count: int) -> bytes:
-        if self.used + count > len(self.block):
-            self.block, self.used = os.urandom(4096), 0
-        start = self.used
-        self.used = start + count
-        return self.block[start : start + count]
+_CHUNK = 10  # random bytes per id
+_chunks: deque[bytes] = deque()
 
 
-_pool = _RandomPool()
-os.register_at_fork(after_in_child=lambda: setattr(_pool, "block", b""))
+def _random_chunk() -> bytes:
+    """Ten bytes of os.urandom, fetched four kilobytes at a time: one system call per 400
+    ids, not one each. A deque's popleft is atomic, so two threads never get the same
+    bytes; a forked child starts with none of its parent's."""
+    try:
+        return _chunks.popleft()
+    except IndexError:
+        block = os.urandom(4000)
+        _chunks.extend(block[i : i + _CHUNK] for i in range(_CHUNK, len(block), _CHUNK))
+        return block[:_CHUNK]
+
+
+os.register_at_fork(after_in_child=_chunks.clear)
 
 
 def new_id() -> str:
-    """A UUIDv7 string: sortable by creation time, so B-tree inserts stay local."""
+    """A UUIDv7 string: sortable by creation time, so B-tree inserts stay local.
+
+    48 bits of milliseconds, the version (7), 12 random bits, the variant (0b10) and 62
+    random bits.
+    """
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(_pool.take(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    r = _random_chunk()
+    h = (
+        (ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
+        + bytes((0x70 | (r[0] & 0x0F), r[1], 0x80 | (r[2] & 0x3F)))
+        + r[3:]
+    ).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _known_ids: set[str] = set()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,3 +156,29 @@ def test_device_id_memory_stays_bounded_and_right() -> None:
     assert not is_device_id("dev/1")  # a refused id is never kept
     assert all(is_device_id(i) for i in ids[:100])
     assert len(ids_module._known_ids) <= ids_module._KNOWN_IDS_KEPT
+
+
+def test_new_ids_are_uuid7_and_never_shared_by_threads_or_a_forked_child() -> None:
+    new_id()  # the parent holds random bytes not used yet
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only reports
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    from_child = os.read(read, 100).decode()
+    os.close(read)
+    with ThreadPoolExecutor(4) as pool:
+        ids = [
+            i
+            for batch in pool.map(lambda _: [new_id() for _ in range(2000)], range(4))
+            for i in batch
+        ]
+    ids += [new_id(), from_child]
+    assert len(set(ids)) == len(ids)
+    for text in ids[::97]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text
