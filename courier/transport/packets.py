@@ -3,13 +3,15 @@ and a packet is a few bytes of header around the topic and payload."""
 
 from __future__ import annotations
 
+_BYTE = tuple(bytes((i,)) for i in range(256))  # bytes((i,)) costs a tuple and a call
+
 
 def varint(value: int) -> bytes:
     """MQTT variable byte integer."""
     if value < 0x80:
-        return bytes((value,))
+        return _BYTE[value]
     if value < 0x4000:
-        return bytes((value & 0x7F | 0x80, value >> 7))
+        return _BYTE[value & 0x7F | 0x80] + _BYTE[value >> 7]
     out = bytearray()
     while True:
         byte = value % 128
@@ -35,10 +37,32 @@ def publish_packet(
     properties = b""
     if mqtt5:
         properties = _NO_PROPERTIES if expiry is None else b"\x05\x02" + expiry.to_bytes(4, "big")
-    variable = len(topic).to_bytes(2, "big") + topic
+    size = len(topic)
+    header = _BYTE[0x30 | (qos << 1) | int(retain)]
     if qos:
         assert mid is not None
-        variable += mid.to_bytes(2, "big")
-    header = 0x30 | (qos << 1) | int(retain)
-    remaining = len(variable) + len(properties) + len(payload)
-    return b"".join((bytes((header,)), varint(remaining), variable, properties, payload))
+        remaining = 4 + size + len(properties) + len(payload)
+        parts = (
+            header,
+            varint(remaining),
+            _BYTE[size >> 8],
+            _BYTE[size & 0xFF],
+            topic,
+            _BYTE[mid >> 8],
+            _BYTE[mid & 0xFF],
+            properties,
+            payload,
+        )
+        return b"".join(parts)
+    remaining = 2 + size + len(properties) + len(payload)
+    return b"".join(
+        (
+            header,
+            varint(remaining),
+            _BYTE[size >> 8],
+            _BYTE[size & 0xFF],
+            topic,
+            properties,
+            payload,
+        )
+    )
