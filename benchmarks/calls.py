@@ -36,6 +36,14 @@ _PACKETS = """
 from courier.transport.packets import publish_packet
 topic, payload = b"courier/tenants/acme/events", b"x" * 300
 """
+_REQUESTS = """
+from courier.clock import SystemClock
+from courier.schemas.api import CommandRequestIn
+from courier.service import Service, ServiceConfig
+from courier.store.sqlite_rows import request_params
+body = CommandRequestIn(devices=["sim-1"], command="PING")
+command = Service(None, ServiceConfig(), SystemClock()).build_request("bench", body, "bench")
+"""
 
 CALLS: dict[str, tuple[str, str]] = {
     "decode an ACK and a result": (
@@ -50,6 +58,7 @@ CALLS: dict[str, tuple[str, str]] = {
         "publish_packet(topic, payload, 0, False, None, None, True)",
     ),
     "build a QoS 1 PUBLISH": (_PACKETS, "publish_packet(topic, payload, 1, False, 513, 30, True)"),
+    "make a request's row": (_REQUESTS, "request_params(command)"),
 }
 
 

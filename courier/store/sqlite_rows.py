@@ -290,35 +290,55 @@ def request_from_row(row: tuple[Any, ...]) -> CommandRequest:
     )
 
 
+_RETRY_TEXT: dict[RetryPolicy, str] = {}
+_NO_TARGETS = dumps({"groups": [], "filter": None})
+
+
+def _retry_text(r: RetryPolicy) -> str:
+    """A retry policy's JSON (most requests share a few policies: the text of each is kept)."""
+    text = _RETRY_TEXT.get(r)
+    if text is None:
+        text = dumps(
+            {
+                "max_attempts": r.max_attempts,
+                "on": r.on.value,
+                "initial": r.initial,
+                "multiplier": r.multiplier,
+                "max_delay": r.max_delay,
+            }
+        )
+        if len(_RETRY_TEXT) < 1024:
+            _RETRY_TEXT[r] = text
+    return text
+
+
 def request_params(q: CommandRequest) -> tuple[Any, ...]:
-    retry = {
-        "max_attempts": q.retry.max_attempts,
-        "on": q.retry.on.value,
-        "initial": q.retry.initial,
-        "multiplier": q.retry.multiplier,
-        "max_delay": q.retry.max_delay,
-    }
-    targets = {"groups": q.groups, "filter": None if q.filter is None else q.filter.to_json()}
+    if q.groups or q.filter is not None:
+        targets = dumps(
+            {"groups": q.groups, "filter": None if q.filter is None else q.filter.to_json()}
+        )
+    else:
+        targets = _NO_TARGETS
     rollout = None if q.rollout is None else q.rollout.to_json()
     return (
         q.id,
         q.tenant,
         q.command_type,
         q.command,
-        dumps(q.args),
+        dumps(q.args) if q.args else "{}",
         dumps(q.devices),
         q.device_type.value,
         q.ttl,
         q.timeout,
         q.ack_timeout,
-        dumps(retry),
+        _retry_text(q.retry),
         q.priority,
         q.issued_by,
         q.created_at,
         q.idempotency_key,
         q.body_hash,
-        dumps(q.skipped),
-        dumps(targets),
+        dumps(q.skipped) if q.skipped else "[]",
+        targets,
         None if q.schedule is None else dumps(q.schedule.to_json()),
         None if rollout is None else dumps(rollout),
         q.rollout_state,

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
+from courier.core.records import RetryOn, RetryPolicy, TargetFilter
 from courier.store.sqlite import connect
 from courier.store.sqlite_many import CHUNK, _sized, insert_rows, update_rows
+from courier.store.sqlite_rows import REQUEST_COLUMNS, request_from_row, request_params
+from tests.helpers import request
 
 ONE_ROW = "INSERT INTO t (id, n, x, s, b) VALUES (?, ?, ?, ?, ?)"
 
@@ -86,3 +92,27 @@ def test_none_and_bool_bind_as_null_and_integers_through_their_adapters(tmp_path
         3,
     )
     conn.close()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"args": {"delay": 5}, "skipped": [{"device": "d9", "reason": "offline"}]},
+        {"groups": ["g1"], "retry": RetryPolicy(5, RetryOn.BOTH, 0.5, 3.0, 30.0)},
+        {"filter": TargetFilter(labels=(("site", "north"),), online=True)},
+    ],
+)
+def test_request_rows_keep_what_the_request_says(changes: dict[str, Any]) -> None:
+    """The JSON columns of a request row, the defaults' texts kept or not, read back."""
+    made = replace(request(["d1", "d2"]), **changes)
+    params = request_params(made)
+    assert len(params) == len(REQUEST_COLUMNS)
+    assert request_from_row(params) == made
+    columns = dict(zip(REQUEST_COLUMNS, params, strict=True))
+    assert orjson.loads(columns["args"]) == made.args
+    assert orjson.loads(columns["skipped"]) == made.skipped
+    assert orjson.loads(columns["targets"]) == {
+        "groups": made.groups,
+        "filter": None if made.filter is None else made.filter.to_json(),
+    }
