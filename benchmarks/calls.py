@@ -12,10 +12,9 @@ Needs valgrind (`apt-get install valgrind`).
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
-import sys
+
+from benchmarks.instructions import under_callgrind
 
 _REPLIES = """
 import orjson
@@ -64,23 +63,7 @@ CALLS: dict[str, tuple[str, str]] = {
 
 def _instructions(setup: str, statement: str, count: int, limit: int) -> int:
     program = f"COUNT = {limit}\n{setup}\nfor _ in range({count}):\n    {statement}\n"
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            program,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"the callgrind run failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return under_callgrind(["-c", program])
 
 
 def per_call(setup: str, statement: str, count: int) -> int:

@@ -50,22 +50,11 @@ async def _child(commands: int, in_flight: int) -> None:
             broker.stop()
 
 
-def _count(commands: int, in_flight: int, workdir: Path) -> int:
-    """Instructions of one child process running `commands` commands."""
-    out = workdir / f"callgrind.{commands}"
+def under_callgrind(python_args: list[str], out: str = "/dev/null") -> int:
+    """Instructions of one Python process run with `python_args` under callgrind."""
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "benchmarks.instructions",
-            "--child",
-            str(commands),
-            "--in-flight",
-            str(in_flight),
-        ],
+        [*valgrind, sys.executable, *python_args],
         capture_output=True,
         text=True,
         check=False,
@@ -74,6 +63,12 @@ def _count(commands: int, in_flight: int, workdir: Path) -> int:
     if done.returncode != 0 or found is None:
         raise SystemExit(f"the callgrind run failed:\n{done.stderr[-2000:]}")
     return int(found.group(1))
+
+
+def _count(commands: int, in_flight: int, workdir: Path) -> int:
+    """Instructions of one child process running `commands` commands."""
+    child = ["-m", "benchmarks.instructions", "--child", str(commands), "--in-flight"]
+    return under_callgrind([*child, str(in_flight)], str(workdir / f"callgrind.{commands}"))
 
 
 def main() -> None:

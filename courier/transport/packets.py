@@ -38,23 +38,12 @@ def publish_packet(
     if mqtt5:
         properties = _NO_PROPERTIES if expiry is None else b"\x05\x02" + expiry.to_bytes(4, "big")
     size = len(topic)
-    header = _BYTE[0x30 | (qos << 1) | int(retain)]
+    packet_id = b""
     if qos:
         assert mid is not None
-        remaining = 4 + size + len(properties) + len(payload)
-        parts = (
-            header,
-            varint(remaining),
-            _BYTE[size >> 8],
-            _BYTE[size & 0xFF],
-            topic,
-            _BYTE[mid >> 8],
-            _BYTE[mid & 0xFF],
-            properties,
-            payload,
-        )
-        return b"".join(parts)
-    remaining = 2 + size + len(properties) + len(payload)
+        packet_id = _BYTE[mid >> 8] + _BYTE[mid & 0xFF]
+    remaining = 2 + size + len(packet_id) + len(properties) + len(payload)
+    header = _BYTE[0x30 | (qos << 1) | int(retain)]
     return b"".join(
         (
             header,
@@ -62,6 +51,7 @@ def publish_packet(
             _BYTE[size >> 8],
             _BYTE[size & 0xFF],
             topic,
+            packet_id,
             properties,
             payload,
         )
