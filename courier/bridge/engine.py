@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,9 @@ class BridgeConfig:
 
 # Commits with more changes than this are published after their writers are answered.
 PUBLISH_LATER_OVER = 200
+# Changes published per loop iteration: a fan-out's thousands of commands and events go out
+# in slices, and what else waits on the loop (its own 201, replies) runs between them.
+PUBLISH_SLICE = 200
 
 
 class Bridge:
@@ -86,7 +90,7 @@ class Bridge:
         # Routes that may have QUEUED executions: a finished command frees a slot, which
         # only matters to a device with something waiting. The sweep covers what this misses.
         self._backlog: set[str] = set()
-        self._outbox: list[Change] = []  # committed changes to publish (commands, events)
+        self._outbox: deque[Change] = deque()  # committed changes to publish, in order
         self._outbox_due = False  # a later loop iteration publishes the outbox
         self._dirty_all = True
         self._wake_dispatch = asyncio.Event()
@@ -250,14 +254,25 @@ class Bridge:
         else:
             self._publish_outbox()
 
+    @property
+    def publishing(self) -> bool:
+        """Committed changes still wait to be published (a big commit goes out in slices)."""
+        return self._outbox_due or bool(self._outbox)
+
     def _publish_outbox(self) -> None:
         """The commands, upstream events and cancel notices of the commits heard, in commit
         order (a command and the notice that cancels it never cross)."""
-        outbox, self._outbox = self._outbox, []
-        self._outbox_due = False
+        outbox = self._outbox
+        if len(outbox) > PUBLISH_SLICE:
+            due = [outbox.popleft() for _ in range(PUBLISH_SLICE)]
+            self._outbox_due = True
+            asyncio.get_running_loop().call_soon(self._publish_outbox)  # the next slice
+        else:
+            due, self._outbox = list(outbox), deque()
+            self._outbox_due = False
         now = self.clock.now()
         published = 0
-        for change in outbox:
+        for change in due:
             before, after = change.before, change.after
             if change.dispatch is not None:
                 published += self._publish_one(change.dispatch, now)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from courier.bridge import Bridge, BridgeConfig
-from courier.bridge.engine import PUBLISH_LATER_OVER
+from courier.bridge.engine import PUBLISH_LATER_OVER, PUBLISH_SLICE
 from courier.clock import FakeClock
 from courier.gateway import Agent, CommandContext
 from courier.metrics import Metrics
@@ -36,6 +36,9 @@ class Rig:
 
     async def settle(self) -> None:
         await self.broker.settle()
+        while self.bridge.publishing:  # the slices of a big commit, and what they cause
+            await asyncio.sleep(0)
+            await self.broker.settle()
 
     def agent(self, device_id: str) -> Agent:
         options = ConnectOptions(
@@ -191,6 +194,34 @@ async def test_a_big_commit_answers_its_writer_first_and_publishes_in_order(rig:
     states = [e["state"] for e in rig.published("courier/tenants/acme/events")]
     assert states.count("SENT") == states.count("CANCELLED") == count
     assert states.index("CANCELLED") > max(i for i, s in enumerate(states) if s == "SENT")
+
+
+async def test_a_fan_out_is_published_in_slices_between_which_the_loop_runs(rig: Rig) -> None:
+    """At most PUBLISH_SLICE changes go out per loop iteration (what else waits on the loop,
+    an HTTP answer or replies, runs between slices); all of them, in commit order."""
+    count = 2 * PUBLISH_SLICE  # created and sent: two changes each, four slices
+    devices = [f"d{i}" for i in range(count)]
+    for device_id in devices:
+        await rig.store.add_device(device(device_id, online=False))
+        await rig.mark_online(device_id, rig.silent_device(device_id))
+    before = len(rig.broker.published)
+    created = await rig.store.create_request(
+        request(devices, rig.clock), 100, rig.clock.now(), in_flight_cap=10
+    )
+    steps: list[int] = []
+    while len(rig.broker.published) - before < 3 * count:  # an envelope and two events each
+        seen = len(rig.broker.published)
+        await asyncio.sleep(0)
+        steps.append(len(rig.broker.published) - seen)
+        assert len(steps) < 100, "the outbox stalled"
+    # A change is at most a command and its event; QUEUED changes are an event alone.
+    assert max(steps) <= 2 * PUBLISH_SLICE
+    assert len([s for s in steps if s]) >= 4
+    envelopes = [str(m["id"]) for m in rig.published("courier/devices/+/commands/+")]
+    assert envelopes == [e.id for e in created.executions]
+    events = [(e["execution"], e["state"]) for e in rig.published("courier/tenants/acme/events")]
+    for execution in created.executions:
+        assert events.index((execution.id, "QUEUED")) < events.index((execution.id, "SENT"))
 
 
 @pytest.mark.parametrize(
