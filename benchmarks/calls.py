@@ -41,7 +41,8 @@ from courier.schemas.api import CommandRequestIn
 from courier.service import Service, ServiceConfig
 from courier.store.sqlite_rows import request_params
 body = CommandRequestIn(devices=["sim-1"], command="PING")
-command = Service(None, ServiceConfig(), SystemClock()).build_request("bench", body, "bench")
+service = Service(None, ServiceConfig(), SystemClock())
+command = service.build_request("bench", body, "bench")
 """
 
 CALLS: dict[str, tuple[str, str]] = {
@@ -58,6 +59,11 @@ CALLS: dict[str, tuple[str, str]] = {
     ),
     "build a QoS 1 PUBLISH": (_PACKETS, "publish_packet(topic, payload, 1, False, 513, 30, True)"),
     "make a request's row": (_REQUESTS, "request_params(command)"),
+    "validate a request body": (
+        _REQUESTS,
+        'CommandRequestIn.model_validate({"devices": ["sim-1"], "command": "PING"})',
+    ),
+    "build a request": (_REQUESTS, 'service.build_request("bench", body, "bench")'),
 }
 
 

@@ -15,7 +15,7 @@ from courier.clock import Clock
 from courier.coalesce import Coalescer, Take
 from courier.core.catalogue import Definition, check_timing, validate_args
 from courier.core.deferred import encode_key, new_device_key
-from courier.core.records import ApiKey, CommandRequest, Device, Dispatch, RetryPolicy
+from courier.core.records import ApiKey, CommandRequest, Device, Dispatch
 from courier.credentials import (
     mosquitto_hash,
     new_api_key,
@@ -27,7 +27,7 @@ from courier.errors import AlreadyExists, CourierError, Forbidden, InvalidInput,
 from courier.files.service import Files
 from courier.ids import new_id
 from courier.references import resolve_args
-from courier.schemas.api import CommandRequestIn, DeviceIn
+from courier.schemas.api import DEFAULT_POLICY, DEFAULT_RETRY, CommandRequestIn, DeviceIn
 from courier.schemas.fleet import DefinitionIn, check_schedule
 from courier.store import Store
 from courier.store.verbs import Created
@@ -255,13 +255,7 @@ class Service:
             ttl=ttl,
             timeout=timeout,
             ack_timeout=ack_timeout,
-            retry=RetryPolicy(
-                max_attempts=body.retry.max_attempts,
-                on=body.retry.on,
-                initial=body.retry.backoff.initial,
-                multiplier=body.retry.backoff.multiplier,
-                max_delay=body.retry.backoff.max,
-            ),
+            retry=DEFAULT_POLICY if body.retry is DEFAULT_RETRY else body.retry.record(),
             priority=body.priority,
             issued_by=issued_by,
             created_at=now,

@@ -8,9 +8,20 @@ from typing import TypeVar
 from fastapi import Request
 
 from courier.clock import isoformat
-from courier.core.records import ApiKey, CommandRequest, Device, Event, Execution, Group, Page
+from courier.core.records import (
+    ApiKey,
+    CommandRequest,
+    Device,
+    Event,
+    Execution,
+    Group,
+    Page,
+    RetryPolicy,
+)
 from courier.core.rollout import rollout_status
 from courier.schemas.api import (
+    DEFAULT_POLICY,
+    DEFAULT_RETRY,
     ApiKeyOut,
     BackoffIn,
     CommandRequestOut,
@@ -87,6 +98,18 @@ def event_out(e: Event) -> EventOut:
     )
 
 
+def retry_in(policy: RetryPolicy) -> RetryIn:
+    if policy == DEFAULT_POLICY:
+        return DEFAULT_RETRY
+    return RetryIn(
+        max_attempts=policy.max_attempts,
+        on=policy.on,
+        backoff=BackoffIn(
+            initial=policy.initial, multiplier=policy.multiplier, max=policy.max_delay
+        ),
+    )
+
+
 def request_out(
     r: CommandRequest,
     executions: list[Execution] | None = None,
@@ -128,13 +151,7 @@ def request_out(
         ttl=r.ttl,
         timeout=r.timeout,
         ack_timeout=r.ack_timeout,
-        retry=RetryIn(
-            max_attempts=r.retry.max_attempts,
-            on=r.retry.on,
-            backoff=BackoffIn(
-                initial=r.retry.initial, multiplier=r.retry.multiplier, max=r.retry.max_delay
-            ),
-        ),
+        retry=retry_in(r.retry),
         priority=r.priority,
         issued_by=r.issued_by,
         created_on=isoformat(r.created_at),

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from courier.core.records import DeliveryPolicy, DeviceKind, DeviceType, Protocol, RetryOn
+from courier.core.records import (
+    DeliveryPolicy,
+    DeviceKind,
+    DeviceType,
+    Protocol,
+    RetryOn,
+    RetryPolicy,
+)
 from courier.ids import DEVICE_ID_PATTERN, NAME_PATTERN
 from courier.schemas.common import DeviceId, Labels, StrictIn, check_timezone
 from courier.schemas.fleet import (
@@ -27,15 +34,33 @@ SCOPES = ("read", "execute", "admin")
 
 
 class BackoffIn(StrictIn):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # its default is one shared value
+
     initial: float = Field(1.0, gt=0, le=3600, description="first delay, seconds")
     multiplier: float = Field(2.0, ge=1, le=10)
     max: float = Field(60.0, gt=0, le=86400, description="largest delay, seconds")
 
 
 class RetryIn(StrictIn):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # its default is one shared value
+
     max_attempts: int = Field(3, ge=1, le=10, description="sends at most, first one included")
     on: RetryOn = Field(RetryOn.TIMEOUT, description="retry after a timeout, a failure, or both")
-    backoff: BackoffIn = Field(default_factory=BackoffIn)
+    backoff: BackoffIn = BackoffIn()
+
+    def record(self) -> RetryPolicy:
+        b = self.backoff
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            on=self.on,
+            initial=b.initial,
+            multiplier=b.multiplier,
+            max_delay=b.max,
+        )
+
+
+DEFAULT_RETRY = RetryIn()  # shared by every body that names no retry (nothing built per body)
+DEFAULT_POLICY = DEFAULT_RETRY.record()
 
 
 class CommandRequestIn(StrictIn):
@@ -64,7 +89,7 @@ class CommandRequestIn(StrictIn):
     ack_timeout: float | None = Field(
         None, ge=0.1, le=86400, description="seconds to wait for an ACK before resending"
     )
-    retry: RetryIn = Field(default_factory=RetryIn)
+    retry: RetryIn = DEFAULT_RETRY
     priority: int = Field(0, ge=-100, le=100, description="higher is sent first")
     rollout: RolloutIn | None = None
 

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from courier.api import create_app
 from courier.clock import FakeClock
 from courier.metrics import Metrics
+from courier.schemas.api import DEFAULT_RETRY
 from courier.service import Service, ServiceConfig
 from courier.store import open_store
 
@@ -251,6 +253,33 @@ async def test_create_command_and_follow_it(api: Api) -> None:
     assert execution["esper_state"] == "Command Queued"
     history = (await api.call("GET", f"/v1/tenants/acme/executions/{eid}/history", "read")).json()
     assert [h["state"] for h in history] == ["QUEUED"]
+
+
+async def test_a_request_naming_no_retry_gets_the_default_one_and_others_their_own(
+    api: Api,
+) -> None:
+    """Every body without `retry` shares one default policy: one naming its own changes
+    neither it nor the requests created before."""
+    await api.device("d1")
+    backoff = {"initial": 1.0, "multiplier": 2.0, "max": 60.0}
+    defaults = {"max_attempts": 3, "on": "timeout", "backoff": backoff}
+    first = (await api.command(["d1"])).json()
+    own = (await api.command(["d1"], retry={"max_attempts": 5, "backoff": {"max": 9}})).json()
+    last = (await api.command(["d1"])).json()
+    assert first["retry"] == last["retry"] == defaults
+    assert own["retry"] == {
+        **defaults,
+        "max_attempts": 5,
+        "backoff": {**backoff, "max": 9.0},
+    }
+    for created, attempts in ((first, 3), (own, 5), (last, 3)):
+        eid = created["executions"][0]["id"]
+        execution = (await api.call("GET", f"/v1/tenants/acme/executions/{eid}", "read")).json()
+        assert execution["max_attempts"] == attempts
+    stored = (await api.call("GET", f"/v1/tenants/acme/commands/{own['id']}", "read")).json()
+    assert stored["retry"] == own["retry"]
+    with pytest.raises(ValidationError):
+        DEFAULT_RETRY.max_attempts = 9  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
