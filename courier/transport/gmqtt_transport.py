@@ -261,8 +261,16 @@ class GmqttTransport:
                 waiter.set_result(None)
 
     def _dispatch(self, client: Any, handle: Any, fallback: Any, cmd: int, raw: bytes) -> None:
-        if cmd & 0xF0 == MQTTCommands.PUBLISH:
+        kind = cmd & 0xF0
+        if kind == MQTTCommands.PUBLISH:
             self._handle_publish(client, fallback, cmd, raw)
+        elif kind == MQTTCommands.PUBACK and len(raw) >= 2:
+            # What gmqtt does with a PUBACK (its reason code unread, as there), one for every
+            # command sent, without its two debug log calls and the five calls in between:
+            # the packet id is free again and its packet leaves the store kept for replay.
+            mid = (raw[0] << 8) | raw[1]
+            client._package_handler.id_generator.free_id(mid)
+            client._persistent_storage.remove_message_by_mid(mid)
         else:
             handle(cmd, raw)
 

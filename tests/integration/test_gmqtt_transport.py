@@ -54,6 +54,24 @@ async def test_round_trip_with_mqtt5_properties(broker: MosquittoProcess, prefix
         pub.publish(f"{prefix}/a/x", b"late")
 
 
+async def test_acknowledged_qos1_packets_leave_the_replay_store_and_free_their_ids(
+    broker: MosquittoProcess, prefix: str
+) -> None:
+    """Each PUBACK takes its packet out of what a resumed session would replay and frees its
+    packet id; a QoS 0 packet is never kept."""
+    pub = GmqttTransport(options(broker, f"{prefix}-pub", clean_start=True))
+    await pub.connect()
+    client = pub._client
+    storage, ids = client._persistent_storage, client._package_handler.id_generator
+    for i in range(300):
+        pub.publish(f"{prefix}/a/{i}", b"x", qos=1)
+        pub.publish(f"{prefix}/b/{i}", b"y", qos=0)
+    assert len(storage._messages) == 300
+    await eventually(lambda: storage.is_empty, what="every PUBACK")
+    assert not ids._used_ids
+    await pub.disconnect()
+
+
 async def test_a_message_whose_handler_fails_is_not_acknowledged_and_comes_back(
     broker: MosquittoProcess, prefix: str
 ) -> None:
