@@ -155,8 +155,9 @@ async def raw_and_service(
     for window in WINDOWS:
         raws, services = samples.get(f"raw/{window}"), samples.get(f"service/{window}")
         if raws and services:
-            ratios = (s["per_s"] / r["per_s"] for r, s in zip(raws, services, strict=True))
+            ratios = [s["per_s"] / r["per_s"] for r, s in zip(raws, services, strict=True)]
             results.put(f"ratio/{window}", median(ratios))
+            results.put(f"ratio_runs/{window}", ratios)
 
 
 async def rest_and_fan_out(
@@ -336,6 +337,10 @@ def table(results: Results) -> str:
         lines.append(
             f"{window:<12}{_rate(r)}{_rate(s)}{ratio}{_rate(h)}{_ratio(h, rest_base)}{lat}{raw_lat}"
         )
+    runs = [(w, f[f"ratio_runs/{w}"]) for w in WINDOWS if len(f.get(f"ratio_runs/{w}", ())) > 1]
+    if runs:
+        each = "; ".join(f"{w}: {', '.join(f'{r:.2f}' for r in rs)}" for w, rs in runs)
+        lines.append(f"service/raw ratio in each run (the median above): {each}")
     for window in WINDOWS:
         h = f.get(f"rest/{window}")
         if h:

@@ -69,3 +69,21 @@ async def test_the_scale_store_answers_every_timed_query(tmp_path: Path) -> None
             response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
             assert response.status_code == 200, (name, response.text)
     await store.close()
+
+
+def test_the_table_gives_each_run_s_ratio_beside_their_median() -> None:
+    from benchmarks.bench import Results, table
+
+    results = Results()
+    for window, raw, service in ((100, 5000.0, 2000.0), (1000, 6000.0, 3000.0)):
+        results.put(f"raw/{window}", {"per_s": raw, "p50_ms": 1.0, "p99_ms": 2.0})
+        results.put(f"service/{window}", {"per_s": service, "p50_ms": 3.0, "p99_ms": 4.0})
+    results.put("ratio/1000", 0.5)
+    results.put("ratio_runs/1000", [0.44, 0.5, 0.54])
+    results.put("ratio/100", 0.4)
+    results.put("ratio_runs/100", [0.4])  # one run: nothing to show beside the median
+    text = table(results)
+    assert "service/raw ratio in each run (the median above): 1000: 0.44, 0.50, 0.54" in text
+    assert "100: 0.40" not in text
+    row = next(line for line in text.splitlines() if line.startswith("1000 "))
+    assert "0.50x" in row
