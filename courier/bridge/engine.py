@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from courier.bridge.events import event_bytes
@@ -264,11 +264,11 @@ class Bridge:
         order (a command and the notice that cancels it never cross)."""
         outbox = self._outbox
         if len(outbox) > PUBLISH_SLICE:
-            due = [outbox.popleft() for _ in range(PUBLISH_SLICE)]
+            due: Iterable[Change] = [outbox.popleft() for _ in range(PUBLISH_SLICE)]
             self._outbox_due = True
             asyncio.get_running_loop().call_soon(self._publish_outbox)  # the next slice
         else:
-            due, self._outbox = list(outbox), deque()
+            due, self._outbox = outbox, deque()
             self._outbox_due = False
         now = self.clock.now()
         published = 0

@@ -34,7 +34,7 @@ SCOPES = ("read", "execute", "admin")
 
 
 class BackoffIn(StrictIn):
-    model_config = ConfigDict(extra="forbid", frozen=True)  # its default is one shared value
+    model_config = ConfigDict(frozen=True)  # its default is one shared value
 
     initial: float = Field(1.0, gt=0, le=3600, description="first delay, seconds")
     multiplier: float = Field(2.0, ge=1, le=10)
@@ -42,7 +42,7 @@ class BackoffIn(StrictIn):
 
 
 class RetryIn(StrictIn):
-    model_config = ConfigDict(extra="forbid", frozen=True)  # its default is one shared value
+    model_config = ConfigDict(frozen=True)  # its default is one shared value
 
     max_attempts: int = Field(3, ge=1, le=10, description="sends at most, first one included")
     on: RetryOn = Field(RetryOn.TIMEOUT, description="retry after a timeout, a failure, or both")
