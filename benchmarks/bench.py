@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import e2e, fleet, raw, rest, scale
+from benchmarks import e2e, fleet, raw, rest, scale, steady
 from benchmarks.harness import (
     CourierServe,
     EventWatch,
@@ -37,6 +37,7 @@ from courier.store import open_store
 TENANT = "bench"
 WINDOWS = (10, 100, 1000)
 REST_WINDOWS = (100, 1000)
+STEADY_SHARE = 1 / 3  # the steady rate, as a share of the service layer's at 1000 in flight
 
 
 @dataclass
@@ -49,7 +50,11 @@ class Plan:
     drain_devices: int = 5000
     drain_per_device: int = 10
     scale_rows: int = 1_000_000
-    only: frozenset[str] = frozenset({"raw", "service", "rest", "fanout", "drain", "scale"})
+    steady_seconds: float = 4.0
+    steady_rate: float = 1000.0  # commands/s when the service layer's rate was not measured
+    only: frozenset[str] = frozenset(
+        {"raw", "service", "steady", "rest", "fanout", "drain", "scale"}
+    )
 
     def commands_at(self, window: int) -> int:
         """Commands per run at `window` in flight: fewer where the rate is lower (5,000 and
@@ -60,7 +65,14 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(runs=1, commands=3000, rest_commands=2000, drain_devices=500, scale_rows=100_000)
+        return cls(
+            runs=1,
+            commands=3000,
+            rest_commands=2000,
+            drain_devices=500,
+            scale_rows=100_000,
+            steady_seconds=2.0,
+        )
 
 
 @dataclass
@@ -110,6 +122,8 @@ async def run(plan: Plan, workdir: Path) -> Results:
         simulator.start()
         await watch.wait_for(devices)
         await raw_and_service(plan, results, broker, prefix, store_path, devices)
+        if "steady" in plan.only:
+            await steady_rate(plan, results, broker, prefix, store_path, devices)
         if "rest" in plan.only or "fanout" in plan.only:
             await rest_and_fan_out(plan, results, broker, prefix, workdir, devices, simulator)
         simulator.stop()
@@ -158,6 +172,38 @@ async def raw_and_service(
             ratios = [s["per_s"] / r["per_s"] for r, s in zip(raws, services, strict=True)]
             results.put(f"ratio/{window}", median(ratios))
             results.put(f"ratio_runs/{window}", ratios)
+
+
+async def steady_rate(
+    plan: Plan,
+    results: Results,
+    broker: Any,
+    prefix: str,
+    store_path: Path,
+    devices: list[str],
+) -> None:
+    """Latency at a steady rate, a third of what the service layer reached at 1000 in flight
+    (a machine a third busy with commands), from the service layer and, in turns, from a bare
+    client at the same rate."""
+    measured = results.figures.get("service/1000")
+    rate = round(measured["per_s"] * STEADY_SHARE, -1) if measured else plan.steady_rate
+    count = max(1, int(rate * plan.steady_seconds))
+    samples: dict[str, list[dict[str, float]]] = {}
+    for run_index in range(plan.runs):
+        if "raw" in plan.only:
+            log(f"raw MQTT at a steady {rate:,.0f}/s (run {run_index + 1} of {plan.runs})")
+            sample = await steady.raw_at_rate(broker, prefix, devices, count, rate)
+            samples.setdefault("raw", []).append(sample)
+        log(f"Courier via the service layer at a steady {rate:,.0f}/s")
+        async with e2e.courier_in_process(broker, prefix, store_path) as courier:
+            await e2e.wait_online(courier, devices)
+            sample = await steady.service_at_rate(courier, devices, count, rate)
+        samples.setdefault("service", []).append(sample)
+    basis = "a third of the service rate at 1000 in flight" if measured else "the default rate"
+    figures: dict[str, Any] = {"rate": rate, "seconds": plan.steady_seconds, "basis": basis}
+    for key, values in samples.items():
+        figures[key] = {k: median(v[k] for v in values) for k in values[0]}
+    results.put("steady", figures)
 
 
 async def rest_and_fan_out(
@@ -314,6 +360,17 @@ def _ratio(x: dict[str, float] | None, base: dict[str, float] | None) -> str:
     return f"{x['per_s'] / base['per_s']:>7.2f}x" if x and base else f"{'-':>8}"
 
 
+def _steady_line(x: dict[str, Any]) -> str:
+    s = x["service"]
+    line = (
+        f"at a steady {x['rate']:,.0f}/s for {x['seconds']:g} s ({x['basis']}): "
+        f"Courier p50/p99 {s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms"
+    )
+    if "raw" in x:
+        line += f"; raw MQTT {x['raw']['p50_ms']:.1f} / {x['raw']['p99_ms']:.1f} ms"
+    return line
+
+
 def table(results: Results) -> str:
     """Every figure, with the ratios Courier/raw."""
     f = results.figures
@@ -341,6 +398,8 @@ def table(results: Results) -> str:
     if runs:
         each = "; ".join(f"{w}: {', '.join(f'{r:.2f}' for r in rs)}" for w, rs in runs)
         lines.append(f"service/raw ratio in each run (the median above): {each}")
+    if "steady" in f:
+        lines.append(_steady_line(f["steady"]))
     for window in WINDOWS:
         h = f.get(f"rest/{window}")
         if h:

@@ -19,13 +19,13 @@ from courier.transport.gmqtt_transport import GmqttTransport
 FINAL = (b'"state":"SUCCEEDED"', b'"state":"FAILED"')
 
 
-def _client(broker: MosquittoProcess, name: str) -> GmqttTransport:
+def bare_client(broker: MosquittoProcess, name: str) -> GmqttTransport:
     return GmqttTransport(
         ConnectOptions(client_id=f"{name}-{new_id()[:8]}", port=broker.port, clean_start=True)
     )
 
 
-def _envelope() -> dict[str, object]:
+def command_envelope() -> dict[str, object]:
     now = time.time()
     return {
         "request": "raw",
@@ -47,14 +47,14 @@ async def raw_drain(
     first device online to the last result, so their connecting is part of it, as it is of
     Courier's drain."""
     topics = Topics(prefix)
-    client = _client(broker, "raw-drain")
+    client = bare_client(broker, "raw-drain")
     total = count * per_device
     served: set[str] = set()
     ended = 0
     first_online: list[float] = []
     last_result = [0.0]
     done = asyncio.Event()
-    envelope = _envelope()
+    envelope = command_envelope()
 
     async def on_message(message: Message) -> None:
         nonlocal ended
@@ -100,7 +100,7 @@ async def raw_round_trips(
 ) -> dict[str, float]:
     """Publish `count` command envelopes, `window` unfinished at once; wait for each result."""
     topics = Topics(prefix)
-    client = _client(broker, "raw")
+    client = bare_client(broker, "raw")
     started: dict[str, float] = {}
     latencies: list[float] = []
     gate = asyncio.Semaphore(window)
@@ -118,7 +118,7 @@ async def raw_round_trips(
     client.on_message = on_reply
     await client.connect()
     await client.subscribe([topics.all_replies])
-    envelope = _envelope()
+    envelope = command_envelope()
     targets = itertools.cycle(devices)
     begin = time.perf_counter()
     for _ in range(count):

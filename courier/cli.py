@@ -716,7 +716,7 @@ def simulate(
 @option("--quick", is_flag=True, help="smaller runs, for a first look (one run each)")
 @option(
     "--only",
-    default="raw,service,rest,fanout,drain,scale",
+    default="raw,service,steady,rest,fanout,drain,scale",
     show_default=True,
     help="comma-separated parts to run",
 )

@@ -3,6 +3,7 @@ small store with every timed query."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import scale
+from benchmarks import scale, steady
 from courier.api import create_app
 from courier.clock import SystemClock
 from courier.metrics import Metrics
@@ -30,7 +31,7 @@ def test_a_quick_bench_prints_every_figure(tmp_path: Path) -> None:
             "bench",
             "--quick",
             "--only",
-            "raw,service,rest,fanout",
+            "raw,service,steady,rest,fanout",
             "--json",
             str(out),
         ],
@@ -48,6 +49,12 @@ def test_a_quick_bench_prints_every_figure(tmp_path: Path) -> None:
         assert figures[f"rest/{window}"]["per_s"] > 0
         assert figures[f"raw_rest/{window}"]["per_s"] > 0
     assert figures["fanout"]["succeeded"] == 1000
+    steady_run = figures["steady"]
+    assert steady_run["rate"] == round(figures["service/1000"]["per_s"] / 3, -1)
+    for part in ("service", "raw"):
+        assert steady_run[part]["p50_ms"] > 0
+        assert steady_run[part]["p99_ms"] >= steady_run[part]["p50_ms"]
+    assert "at a steady" in result.stdout
     assert "ratio" in result.stdout
     assert "measured just before the REST runs" in result.stdout
 
@@ -87,3 +94,56 @@ def test_the_table_gives_each_run_s_ratio_beside_their_median() -> None:
     assert "100: 0.40" not in text
     row = next(line for line in text.splitlines() if line.startswith("1000 "))
     assert "0.50x" in row
+
+
+def test_the_steady_schedule_starts_one_command_every_1_over_rate_seconds() -> None:
+    assert steady.due(-0.001, 100, 50) == 0
+    assert steady.due(0.0, 100, 50) == 1  # the first at once
+    assert steady.due(0.0099, 100, 50) == 1
+    assert steady.due(0.01, 100, 50) == 2
+    assert steady.due(0.255, 100, 50) == 26
+    assert steady.due(60.0, 100, 50) == 50  # never more than asked for
+    assert steady.scheduled_at(10.0, 0, 100) == 10.0
+    assert steady.scheduled_at(10.0, 25, 100) == pytest.approx(10.25)
+
+
+async def test_paced_starts_every_command_once_in_order_and_no_sooner_than_its_time() -> None:
+    import time
+
+    stretches: list[tuple[int, int, float]] = []
+
+    def start(first: int, stop: int, begin: float) -> None:
+        stretches.append((first, stop, time.perf_counter() - begin))
+
+    began = time.perf_counter()
+    begin = await steady.paced(40, 400.0, start)
+    assert began <= begin
+    assert stretches[0][0] == 0
+    assert stretches[-1][1] == 40
+    for (_, stop, _), (first, _, _) in itertools.pairwise(stretches):
+        assert first == stop  # contiguous: none skipped, none twice
+    for first, stop, at in stretches:
+        assert first < stop
+        assert at >= first / 400.0  # the last of a stretch is due by then too
+        assert at >= (stop - 1) / 400.0
+    assert time.perf_counter() - begin >= 39 / 400.0
+
+
+def test_the_table_gives_the_steady_rate_latency_of_courier_and_of_raw() -> None:
+    from benchmarks.bench import Results, table
+
+    results = Results()
+    results.put(
+        "steady",
+        {
+            "rate": 960.0,
+            "seconds": 5.0,
+            "basis": "a third of the service rate at 1000 in flight",
+            "service": {"per_s": 955.0, "p50_ms": 4.2, "p99_ms": 9.3},
+            "raw": {"per_s": 958.0, "p50_ms": 1.7, "p99_ms": 3.2},
+        },
+    )
+    assert (
+        "at a steady 960/s for 5 s (a third of the service rate at 1000 in flight): "
+        "Courier p50/p99 4.2 / 9.3 ms; raw MQTT 1.7 / 3.2 ms"
+    ) in table(results)
