@@ -123,7 +123,7 @@ async def run(plan: Plan, workdir: Path) -> Results:
         await watch.wait_for(devices)
         await raw_and_service(plan, results, broker, prefix, store_path, devices)
         if "steady" in plan.only:
-            await steady_rate(plan, results, broker, prefix, store_path, devices)
+            await steady_latency(plan, results, broker, prefix, store_path, devices)
         if "rest" in plan.only or "fanout" in plan.only:
             await rest_and_fan_out(plan, results, broker, prefix, workdir, devices, simulator)
         simulator.stop()
@@ -174,7 +174,7 @@ async def raw_and_service(
             results.put(f"ratio_runs/{window}", ratios)
 
 
-async def steady_rate(
+async def steady_latency(
     plan: Plan,
     results: Results,
     broker: Any,
@@ -183,8 +183,8 @@ async def steady_rate(
     devices: list[str],
 ) -> None:
     """Latency at a steady rate, a third of what the service layer reached at 1000 in flight
-    (a machine a third busy with commands), from the service layer and, in turns, from a bare
-    client at the same rate."""
+    (a third of what Courier can carry here), from the service layer and, in turns, from a
+    bare client at the same rate."""
     measured = results.figures.get("service/1000")
     rate = round(measured["per_s"] * STEADY_SHARE, -1) if measured else plan.steady_rate
     count = max(1, int(rate * plan.steady_seconds))
