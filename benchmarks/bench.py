@@ -27,6 +27,7 @@ from benchmarks.harness import (
     PresenceWatch,
     Simulator,
     median,
+    medians,
     start_broker,
 )
 from courier.clock import SystemClock
@@ -86,7 +87,7 @@ class Results:
 async def repeat(runs: int, fn: Callable[[], Awaitable[dict[str, float]]]) -> dict[str, float]:
     """Median of each figure over `runs` runs."""
     samples = [await fn() for _ in range(runs)]
-    return {k: median(s[k] for s in samples) for k in samples[0]}
+    return medians(samples)
 
 
 async def register(store_path: Path, devices: list[str]) -> None:
@@ -165,7 +166,7 @@ async def raw_and_service(
                     sample = await e2e.run_window(courier, devices, count, window)
                 samples.setdefault(f"service/{window}", []).append(sample)
     for key, values in samples.items():
-        results.put(key, {k: median(v[k] for v in values) for k in values[0]})
+        results.put(key, medians(values))
     for window in WINDOWS:
         raws, services = samples.get(f"raw/{window}"), samples.get(f"service/{window}")
         if raws and services:
@@ -202,7 +203,7 @@ async def steady_latency(
     basis = "a third of the service rate at 1000 in flight" if measured else "the default rate"
     figures: dict[str, Any] = {"rate": rate, "seconds": plan.steady_seconds, "basis": basis}
     for key, values in samples.items():
-        figures[key] = {k: median(v[k] for v in values) for k in values[0]}
+        figures[key] = medians(values)
     results.put("steady", figures)
 
 
@@ -310,7 +311,7 @@ async def drain(plan: Plan, results: Results, broker: Any, prefix: str, workdir:
         finally:
             await events.stop()
             serve.stop()
-    results.put("drain", {k: median(s[k] for s in samples) for k in samples[0]})
+    results.put("drain", medians(samples))
 
 
 async def scale_queries(

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import percentile
+from benchmarks.harness import rate_and_latency
 from courier.bridge import Bridge, BridgeConfig
 from courier.bridge.engine import tune_gc
 from courier.clock import SystemClock
@@ -155,8 +155,4 @@ async def run_window(
     courier.store.remove_listener(release)
     completion.close()
     latencies = [completion.ended[e] - t for e, t in created.items() if e in completion.ended]
-    return {
-        "per_s": count / elapsed,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-    }
+    return rate_and_latency(count, elapsed, latencies)

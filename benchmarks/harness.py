@@ -9,7 +9,7 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -29,6 +29,20 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
+
+
+def medians(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each figure's median over runs whose samples name the same figures."""
+    return {k: median(s[k] for s in samples) for k in samples[0]}
+
+
+def rate_and_latency(count: int, elapsed: float, latencies: list[float]) -> dict[str, float]:
+    """Commands a second over `elapsed`, and the p50 and p99 of `latencies` (seconds) in ms."""
+    return {
+        "per_s": count / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
 
 
 def peak_rss_mb(pid: int) -> float:

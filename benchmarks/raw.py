@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from benchmarks.harness import Simulator, percentile
+from benchmarks.harness import Simulator, rate_and_latency
 from courier.clock import isoformat
 from courier.ids import new_id
 from courier.mosquitto import MosquittoProcess
@@ -132,9 +132,4 @@ async def raw_round_trips(
     await done.wait()
     elapsed = time.perf_counter() - begin
     await client.disconnect()
-    return {
-        "per_s": count / elapsed,
-        "seconds": elapsed,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-    }
+    return {**rate_and_latency(count, elapsed, latencies), "seconds": elapsed}

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 
-from benchmarks.harness import EventWatch, percentile
+from benchmarks.harness import EventWatch, rate_and_latency
 from benchmarks.http import HttpConnection
 
 # Clients posting at once, at most: with 64, 1000 commands in flight were mostly commands
@@ -61,8 +61,4 @@ async def rest_window(
     await events.wait_count(count)
     elapsed = loop.time() - begin
     latencies = [events.ended[e] - t for e, t in created.items() if e in events.ended]
-    return {
-        "per_s": count / elapsed,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-    }
+    return rate_and_latency(count, elapsed, latencies)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from benchmarks import e2e, raw
-from benchmarks.harness import percentile
+from benchmarks.harness import rate_and_latency
 from courier.ids import new_id
 from courier.mosquitto import MosquittoProcess
 from courier.schemas.api import CommandRequestIn
@@ -36,14 +36,6 @@ def due(elapsed: float, rate: float, count: int) -> int:
 def scheduled_at(begin: float, index: int, rate: float) -> float:
     """When the schedule starts command `index` (from 0)."""
     return begin + index / rate
-
-
-def summary(latencies: list[float], count: int, elapsed: float) -> dict[str, float]:
-    return {
-        "per_s": count / elapsed,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-    }
 
 
 async def paced(count: int, rate: float, start: Callable[[int, int, float], None]) -> float:
@@ -93,7 +85,7 @@ async def service_at_rate(
     await completion.wait_total(count)
     completion.close()
     latencies = [completion.ended[e] - t for e, t in scheduled.items()]
-    return summary(latencies, count, max(completion.ended.values()) - begin)
+    return rate_and_latency(count, max(completion.ended.values()) - begin, latencies)
 
 
 async def raw_at_rate(
@@ -134,4 +126,4 @@ async def raw_at_rate(
     begin = await paced(count, rate, start)
     await done.wait()
     await client.disconnect()
-    return summary(latencies, count, max(ended) - begin)
+    return rate_and_latency(count, max(ended) - begin, latencies)
