@@ -111,6 +111,7 @@ def log(message: str) -> None:
 
 async def run(plan: Plan, workdir: Path) -> Results:
     results = Results()
+    results.put("python", platform.python_version())  # the figures move with the interpreter
     broker = start_broker(workdir)
     prefix = "bench"
     try:
@@ -376,7 +377,10 @@ def table(results: Results) -> str:
     """Every figure, with the ratios Courier/raw."""
     f = results.figures
     lines = [
-        f"Courier bench: {platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}",
+        (
+            f"Courier bench: {platform.node()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+        ),
         "",
         (
             f"{'in flight':<12}{'raw MQTT/s':>12}{'service/s':>12}{'ratio':>8}{'REST/s':>12}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ def test_a_quick_bench_prints_every_figure(tmp_path: Path) -> None:
         assert figures[f"rest/{window}"]["per_s"] > 0
         assert figures[f"raw_rest/{window}"]["per_s"] > 0
     assert figures["fanout"]["succeeded"] == 1000
+    assert figures["python"] == platform.python_version()
+    header = next(line for line in result.stdout.splitlines() if line.startswith("Courier bench:"))
+    assert f"Python {platform.python_version()}," in header
     steady_run = figures["steady"]
     assert steady_run["rate"] == round(figures["service/1000"]["per_s"] * STEADY_SHARE, -1)
     for part in ("service", "raw"):

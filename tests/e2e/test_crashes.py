@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 from collections import Counter
@@ -198,7 +199,7 @@ async def test_sigkill_of_courier_mid_flight_loses_nothing_and_runs_nothing_twic
 
     def states_left_behind() -> None:
         path = c.store.removeprefix("sqlite:///")
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             rows = conn.execute("SELECT state, count(*) FROM executions GROUP BY state")
             left = dict(rows.fetchall())
         print(f"\nat the kill: {left}")

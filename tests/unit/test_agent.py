@@ -317,7 +317,9 @@ def test_reply_log_is_bounded(tmp_path: Path) -> None:
     assert len(log) == 3
     assert log.get("e0") is None
     log.close()
-    assert ReplyLog(str(tmp_path / "r.db"), capacity=3).get("e4") is not None
+    reopened = ReplyLog(str(tmp_path / "r.db"), capacity=3)
+    assert reopened.get("e4") is not None
+    reopened.close()
 
 
 class PresenceOrder(MemoryBroker):
