@@ -716,11 +716,18 @@ def simulate(
 @option("--quick", is_flag=True, help="smaller runs, for a first look (one run each)")
 @option(
     "--only",
-    default="raw,service,steady,rest,fanout,drain,scale",
+    default="raw,service,steady,rest,fanout,scale,drain",
     show_default=True,
     help="comma-separated parts to run",
 )
-def bench(runs: int, json_path: Path | None, quick: bool, only: str) -> None:
+@option(
+    "--budget",
+    type=float,
+    default=540.0,
+    show_default=True,
+    help="seconds: the offline drain, run last, takes fewer than --runs runs past it (0: none)",
+)
+def bench(runs: int, json_path: Path | None, quick: bool, only: str, budget: float) -> None:
     """Measure Courier against the raw-MQTT limit of this machine (takes a few minutes)."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "benchmarks" / "bench.py").is_file():
@@ -731,4 +738,5 @@ def bench(runs: int, json_path: Path | None, quick: bool, only: str) -> None:
 
     plan = Plan.quick() if quick else Plan(runs=runs)
     plan.only = frozenset(p.strip() for p in only.split(",") if p.strip())
+    plan.budget_s = budget
     run_bench(plan, json_path)

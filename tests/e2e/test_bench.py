@@ -101,6 +101,27 @@ def test_the_table_gives_each_run_s_ratio_beside_their_median() -> None:
     assert "0.50x" in row
 
 
+def test_a_drain_run_starts_only_if_one_as_long_as_the_last_ends_within_the_budget() -> None:
+    from benchmarks.bench import another_run_fits
+
+    assert another_run_fits(400.0, 100.0, 540.0)
+    assert another_run_fits(440.0, 100.0, 540.0)
+    assert not another_run_fits(441.0, 100.0, 540.0)
+    assert another_run_fits(10_000.0, 100.0, 0.0)  # no budget
+
+
+def test_the_table_says_when_the_budget_cut_the_drain_s_runs() -> None:
+    from benchmarks.bench import Results, table
+
+    results = Results()
+    results.put("runs", 3)
+    results.put("drain", {"succeeded": 50_000, "drain_s": 30.0})
+    results.put("drain_runs", 2)
+    assert "SUCCEEDED in 30.0 s (median of 2 of 3 runs: the time budget)" in table(results)
+    results.put("drain_runs", 3)
+    assert "time budget" not in table(results)
+
+
 def test_the_steady_schedule_starts_one_command_every_1_over_rate_seconds() -> None:
     assert steady.due(-0.001, 100, 50) == 0
     assert steady.due(0.0, 100, 50) == 1  # the first at once
