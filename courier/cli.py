@@ -723,7 +723,7 @@ def simulate(
 @option(
     "--budget",
     type=float,
-    default=540.0,
+    default=570.0,
     show_default=True,
     help="seconds: the offline drain, run last, takes fewer than --runs runs past it (0: none)",
 )
