@@ -722,7 +722,7 @@ def simulate(
 )
 @option(
     "--budget",
-    type=float,
+    type=click.FloatRange(min=0),
     default=570.0,
     show_default=True,
     help="seconds: the offline drain, run last, takes fewer than --runs runs past it (0: none)",

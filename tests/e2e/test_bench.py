@@ -110,6 +110,16 @@ def test_a_drain_run_starts_only_if_one_as_long_as_the_last_ends_within_the_budg
     assert another_run_fits(10_000.0, 100.0, 0.0)  # no budget
 
 
+def test_a_negative_budget_is_refused() -> None:
+    from click.testing import CliRunner
+
+    from courier.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--budget", "-1"])
+    assert result.exit_code == 2
+    assert "--budget" in result.output
+
+
 def test_the_table_says_when_the_budget_cut_the_drain_s_runs() -> None:
     from benchmarks.bench import Results, table
 
