@@ -1,6 +1,7 @@
 # Two commands do all the set-up: `make run` serves Courier, `make test` checks it.
 PYTHON ?= python3
-PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VERSION_OF = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
+PYVER  := $(shell $(PYTHON) $(VERSION_OF))
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(PYVER)
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(PYVER)
 
 # A venv of another Python (an older checkout's, or PYTHON changed) is made anew.
 $(STAMP): pyproject.toml
-	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
+	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python $(VERSION_OF))" != "$(PYVER)" ]; then \
 		echo "$(VENV) is of another Python: making it anew with $(PYTHON) ($(PYVER))"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
